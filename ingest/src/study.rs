@@ -1,0 +1,76 @@
+//! The contract between a source format (LIDC, NIfTI) and the ingest pipeline.
+//!
+//! A format finds its studies in a raw folder ([`SourceFormat::discover`]) and turns one
+//! study into slice rows ([`SourceFormat::load`]). The pipeline (`pipeline.rs`) runs
+//! `load` on many studies in parallel, writes shards, records rejects and resumes; it
+//! knows nothing about DICOM or NIfTI.
+use std::path::{Path, PathBuf};
+
+use schemas::manifest::{RaterOrder, SourceKind};
+use schemas::slice::SliceRecord;
+
+/// One study found in the raw folder, not yet read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyInput {
+    /// Unique within the dataset (LIDC: SeriesInstanceUID; NIfTI: case id).
+    pub study_id: String,
+    pub patient_id: String,
+    /// Folder or main file of the study, relative to the raw folder (for the manifest).
+    pub source_path: String,
+    /// Every file the study is made of (absolute or cwd-relative), for hashing and errors.
+    pub files: Vec<PathBuf>,
+}
+
+/// A study read and cut into slice rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyOutput {
+    /// Slice rows, ordered by target then slice index; may be empty (no target).
+    pub slices: Vec<SliceRecord>,
+    pub n_targets: u32,
+    /// Source volume shape (depth, height, width) of the grid slices were cut from.
+    pub volume_shape: [u32; 3],
+}
+
+/// Why one study could not be used. Always names the file at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {reason}", file.display())]
+pub struct StudyError {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+impl StudyError {
+    pub fn new(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        StudyError {
+            file: file.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Dataset-level facts a format contributes to the manifest header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetFacts {
+    pub dataset: String,
+    pub source_kind: SourceKind,
+    pub raters: Vec<String>,
+    pub rater_order: RaterOrder,
+    pub channels: Vec<String>,
+    pub crop_size: u32,
+    pub normalisation: String,
+    /// Every parameter that changes the output; hashed into the fingerprint.
+    pub params: serde_json::Value,
+}
+
+/// A readable source format.
+pub trait SourceFormat: Sync {
+    /// Finds the studies under `raw`. An error here is about the whole input (for example
+    /// an empty folder or an unreadable `dataset.json`), not about one study.
+    fn discover(&self, raw: &Path) -> Result<Vec<StudyInput>, StudyError>;
+
+    /// Reads one study. An error rejects this study only.
+    fn load(&self, study: &StudyInput) -> Result<StudyOutput, StudyError>;
+
+    /// Facts for the manifest header (known after `discover`).
+    fn facts(&self) -> DatasetFacts;
+}

@@ -1,0 +1,6 @@
+//! D-Persona (Stage I and II) and baselines in tch: loader, models, losses, training and
+//! inference. Validation scores with `eval`'s metric code, not a copy of it.
+//!
+//! Modules:
+//! - [`batch`]: the mini-batch handed from the loader to the training thread.
+pub mod batch;
