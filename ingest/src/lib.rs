@@ -3,3 +3,4 @@
 //! Modules:
 //! - [`study`]: the contract between a source format and the pipeline.
 pub mod study;
+pub mod cli;

@@ -4,3 +4,4 @@
 //! Modules:
 //! - [`batch`]: the mini-batch handed from the loader to the training thread.
 pub mod batch;
+pub mod cli;
