@@ -24,7 +24,6 @@ export PATH := $(VENV)/bin:$(PATH)
 export VIRTUAL_ENV := $(VENV)
 export DPERSONA_PYTHON := $(VENV)/bin/python
 CARGO ?= cargo
-BIN := target/release/dpersona
 
 .PHONY: setup demo test bench compare fmt clippy
 
@@ -42,16 +41,11 @@ setup: $(STAMP)
 	@if [ -e .venv ] && [ ! -L .venv ]; then echo "setup: .venv exists and is not a link; move it away" >&2; exit 1; fi
 	@ln -sfn "$(VENV_CACHE)" .venv
 
-$(BIN): setup FORCE
-	$(CARGO) build --release --bin dpersona
-
-FORCE:
-
 demo: setup
+	$(CARGO) build --release --bin dpersona
 	@bash scripts/demo.sh
 
 test: setup
-	$(CARGO) build --release --bin dpersona
 	$(CARGO) test --workspace --no-fail-fast
 
 bench: setup
