@@ -34,7 +34,11 @@ pub fn commit_temp(tmp: &Path, path: &Path) -> Result<()> {
     std::fs::rename(tmp, path).map_err(io(path))?;
     if let Some(dir) = path.parent() {
         // Persist the rename itself; not every filesystem allows opening a directory.
-        if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
+        if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        }) {
             let _ = d.sync_all();
         }
     }

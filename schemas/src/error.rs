@@ -21,7 +21,9 @@ pub enum SchemaError {
         #[source]
         source: arrow::error::ArrowError,
     },
-    #[error("{path}: has no dpersona schema metadata (key `{key}`); it was not written by dpersona")]
+    #[error(
+        "{path}: has no dpersona schema metadata (key `{key}`); it was not written by dpersona"
+    )]
     NotDpersona { path: PathBuf, key: &'static str },
     #[error("{path}: is a `{found}` file, expected a `{expected}` file")]
     WrongSchema {
@@ -47,7 +49,11 @@ pub enum SchemaError {
 }
 
 impl SchemaError {
-    pub fn invalid(path: impl Into<PathBuf>, name: &'static str, reason: impl Into<String>) -> Self {
+    pub fn invalid(
+        path: impl Into<PathBuf>,
+        name: &'static str,
+        reason: impl Into<String>,
+    ) -> Self {
         SchemaError::Invalid {
             path: path.into(),
             name,

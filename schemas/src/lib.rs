@@ -14,9 +14,11 @@
 //! - [`rejects`]: studies that ingest could not read, with the reason.
 //! - [`metrics`]: tidy metric frames and their summaries, the output of eval.
 //! - [`train_log`]: the machine-readable training log.
+//! - [`fused`]: fused training labels (MV, STAPLE), cached next to the shards.
 //! - [`hashing`]: content hashes of files and byte buffers (provenance, checksums).
 pub mod atomic;
 pub mod error;
+pub mod fused;
 pub mod hashing;
 pub mod manifest;
 pub mod meta;

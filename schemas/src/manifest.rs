@@ -78,7 +78,11 @@ pub struct ManifestHeader {
 /// The fingerprint of a parameter set: SHA-256 of its JSON with keys sorted.
 pub fn fingerprint(params: &serde_json::Value) -> String {
     // serde_json's default map is a BTreeMap, so `to_string` already sorts keys.
-    crate::hashing::sha256_bytes(serde_json::to_string(params).expect("JSON values serialise").as_bytes())
+    crate::hashing::sha256_bytes(
+        serde_json::to_string(params)
+            .expect("JSON values serialise")
+            .as_bytes(),
+    )
 }
 
 /// One ingested study.
@@ -135,7 +139,10 @@ pub struct Manifest {
 impl Manifest {
     /// The folder relative paths in the manifest are resolved against.
     pub fn dir(&self) -> PathBuf {
-        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// Absolute (or cwd-relative) path of an entry of the manifest.
@@ -146,17 +153,28 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Self> {
         let (studies, metadata) = read_table::<StudyRecord>(path)?;
         let raw = metadata.get(KEY_HEADER).ok_or_else(|| {
-            SchemaError::invalid(path, StudyRecord::SCHEMA.name, format!("metadata key `{KEY_HEADER}` is missing"))
+            SchemaError::invalid(
+                path,
+                StudyRecord::SCHEMA.name,
+                format!("metadata key `{KEY_HEADER}` is missing"),
+            )
         })?;
         let header: ManifestHeader = serde_json::from_str(raw).map_err(|e| {
-            SchemaError::invalid(path, StudyRecord::SCHEMA.name, format!("header JSON does not parse: {e}"))
+            SchemaError::invalid(
+                path,
+                StudyRecord::SCHEMA.name,
+                format!("header JSON does not parse: {e}"),
+            )
         })?;
         let expected = fingerprint(&header.params);
         if header.fingerprint != expected {
             return Err(SchemaError::invalid(
                 path,
                 StudyRecord::SCHEMA.name,
-                format!("fingerprint {} does not match its parameters ({expected})", header.fingerprint),
+                format!(
+                    "fingerprint {} does not match its parameters ({expected})",
+                    header.fingerprint
+                ),
             ));
         }
         Ok(Manifest {

@@ -48,12 +48,18 @@ impl SchemaId {
                 expected: self.name,
             });
         }
-        let raw = kv.get(KEY_VERSION).ok_or_else(|| SchemaError::NotDpersona {
-            path: path.to_path_buf(),
-            key: KEY_VERSION,
-        })?;
+        let raw = kv
+            .get(KEY_VERSION)
+            .ok_or_else(|| SchemaError::NotDpersona {
+                path: path.to_path_buf(),
+                key: KEY_VERSION,
+            })?;
         let found: u32 = raw.trim().parse().map_err(|_| {
-            SchemaError::invalid(path, self.name, format!("schema version `{raw}` is not an integer"))
+            SchemaError::invalid(
+                path,
+                self.name,
+                format!("schema version `{raw}` is not an integer"),
+            )
         })?;
         if found > self.version {
             return Err(SchemaError::NewerVersion {

@@ -26,7 +26,12 @@ pub struct AtomicParquetWriter {
 impl AtomicParquetWriter {
     /// Opens a writer for `schema`, zstd-compressed, with row groups of at most
     /// `row_group_rows` rows (small groups let the loader read single rows cheaply).
-    pub fn create(path: &Path, schema: SchemaRef, id: &SchemaId, row_group_rows: usize) -> Result<Self> {
+    pub fn create(
+        path: &Path,
+        schema: SchemaRef,
+        id: &SchemaId,
+        row_group_rows: usize,
+    ) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| SchemaError::Io {
                 path: dir.to_path_buf(),
@@ -44,13 +49,17 @@ impl AtomicParquetWriter {
             .map(|(k, v)| KeyValue::new(k, v))
             .collect();
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid zstd level"),
+            ))
             .set_max_row_group_row_count(Some(row_group_rows.max(1)))
             .set_key_value_metadata(Some(kv))
             .build();
-        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| SchemaError::Parquet {
-            path: path.to_path_buf(),
-            source,
+        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| {
+            SchemaError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -145,10 +154,11 @@ pub fn open_checked(path: &Path, id: &SchemaId) -> Result<CheckedFile> {
         path: path.to_path_buf(),
         source,
     })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| SchemaError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| SchemaError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let metadata: HashMap<String, String> = builder
         .metadata()
         .file_metadata()
@@ -175,7 +185,10 @@ impl CheckedFile {
         let reader = self
             .builder
             .build()
-            .map_err(|source| SchemaError::Parquet { path: path.clone(), source })?;
+            .map_err(|source| SchemaError::Parquet {
+                path: path.clone(),
+                source,
+            })?;
         reader
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|source| SchemaError::Arrow { path, source })
@@ -183,9 +196,8 @@ impl CheckedFile {
 
     /// A metadata value, or an error naming the missing key.
     pub fn require(&self, key: &str, name: &'static str) -> Result<&str> {
-        self.metadata
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| SchemaError::invalid(&self.path, name, format!("metadata key `{key}` is missing")))
+        self.metadata.get(key).map(String::as_str).ok_or_else(|| {
+            SchemaError::invalid(&self.path, name, format!("metadata key `{key}` is missing"))
+        })
     }
 }

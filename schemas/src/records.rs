@@ -24,21 +24,25 @@ pub trait Table: Serialize + DeserializeOwned {
 /// Writes `rows` to `path` atomically with extra metadata.
 pub fn write_table<T: Table>(path: &Path, rows: &[T], metadata: &[(&str, String)]) -> Result<u64> {
     let fields = T::fields();
-    let batch = serde_arrow::to_record_batch(&fields, &rows)
-        .map_err(|e| SchemaError::invalid(path, T::SCHEMA.name, format!("cannot encode rows: {e}")))?;
+    let batch = serde_arrow::to_record_batch(&fields, &rows).map_err(|e| {
+        SchemaError::invalid(path, T::SCHEMA.name, format!("cannot encode rows: {e}"))
+    })?;
     let schema = Arc::new(Schema::new(fields));
     write_batches(path, &T::SCHEMA, schema, &[batch], metadata)
 }
 
 /// Reads all rows of a `T` table, with the file's metadata.
-pub fn read_table<T: Table>(path: &Path) -> Result<(Vec<T>, std::collections::HashMap<String, String>)> {
+pub fn read_table<T: Table>(
+    path: &Path,
+) -> Result<(Vec<T>, std::collections::HashMap<String, String>)> {
     let file = open_checked(path, &T::SCHEMA)?;
     let metadata = file.metadata.clone();
     let batches = file.read_all()?;
     let mut rows = Vec::new();
     for batch in &batches {
-        let mut part: Vec<T> = serde_arrow::from_record_batch(batch)
-            .map_err(|e| SchemaError::invalid(path, T::SCHEMA.name, format!("cannot decode rows: {e}")))?;
+        let mut part: Vec<T> = serde_arrow::from_record_batch(batch).map_err(|e| {
+            SchemaError::invalid(path, T::SCHEMA.name, format!("cannot decode rows: {e}"))
+        })?;
         rows.append(&mut part);
     }
     Ok((rows, metadata))

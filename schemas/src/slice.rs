@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray,
-    UInt32Array, UInt8Array,
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch,
+    StringArray, UInt32Array, UInt8Array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -104,7 +104,12 @@ impl SliceRecord {
         let hw = (self.height * self.width) as usize;
         let r = self.raters();
         self.rater_area = (0..r)
-            .map(|k| self.masks[k * hw..(k + 1) * hw].iter().map(|&v| v as u32).sum())
+            .map(|k| {
+                self.masks[k * hw..(k + 1) * hw]
+                    .iter()
+                    .map(|&v| v as u32)
+                    .sum()
+            })
             .collect();
         let present: Vec<usize> = (0..r).filter(|&k| self.raters_present[k]).collect();
         self.intersection = vec![0; hw];
@@ -127,7 +132,11 @@ impl SliceRecord {
 }
 
 fn list_of(name: &str, item: DataType) -> Field {
-    Field::new(name, DataType::List(Arc::new(Field::new("item", item, false))), false)
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", item, false))),
+        false,
+    )
 }
 
 /// The Arrow schema of slice shards.
@@ -159,7 +168,11 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-fn list_array<T, A>(rows: &[SliceRecord], get: impl Fn(&SliceRecord) -> &[T], make: impl FnOnce(Vec<T>) -> A) -> ArrayRef
+fn list_array<T, A>(
+    rows: &[SliceRecord],
+    get: impl Fn(&SliceRecord) -> &[T],
+    make: impl FnOnce(Vec<T>) -> A,
+) -> ArrayRef
 where
     T: Clone,
     A: Array + 'static,
@@ -177,7 +190,9 @@ where
 
 fn string_list(rows: &[SliceRecord], get: impl Fn(&SliceRecord) -> &[String]) -> ArrayRef {
     let offsets = OffsetBuffer::<i32>::from_lengths(rows.iter().map(|r| get(r).len()));
-    let values: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().flat_map(|r| get(r).iter())));
+    let values: ArrayRef = Arc::new(StringArray::from_iter_values(
+        rows.iter().flat_map(|r| get(r).iter()),
+    ));
     Arc::new(ListArray::new(
         Arc::new(Field::new("item", DataType::Utf8, false)),
         offsets,
@@ -188,10 +203,18 @@ fn string_list(rows: &[SliceRecord], get: impl Fn(&SliceRecord) -> &[String]) ->
 
 /// Builds a record batch of slice rows.
 pub fn to_batch(rows: &[SliceRecord]) -> RecordBatch {
-    let strings = |f: fn(&SliceRecord) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
-    let u32s = |f: fn(&SliceRecord) -> u32| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) };
-    let i32s = |f: fn(&SliceRecord) -> i32| -> ArrayRef { Arc::new(Int32Array::from_iter_values(rows.iter().map(f))) };
-    let f64s = |f: fn(&SliceRecord) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) };
+    let strings = |f: fn(&SliceRecord) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let u32s = |f: fn(&SliceRecord) -> u32| -> ArrayRef {
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(f)))
+    };
+    let i32s = |f: fn(&SliceRecord) -> i32| -> ArrayRef {
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(f)))
+    };
+    let f64s = |f: fn(&SliceRecord) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
+    };
     let columns: Vec<ArrayRef> = vec![
         strings(|r| &r.study_id),
         strings(|r| &r.patient_id),
@@ -256,7 +279,12 @@ impl SliceColumns {
     pub fn image(&self, row: usize) -> &[f32] {
         let list = self.list(col::IMAGE);
         let (s, e) = bounds(list, row);
-        &list.values().as_any().downcast_ref::<Float32Array>().unwrap().values()[s..e]
+        &list
+            .values()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap()
+            .values()[s..e]
     }
 
     /// `[R, H, W]` masks of `row`.
@@ -273,38 +301,90 @@ impl SliceColumns {
     }
 
     fn list(&self, name: &str) -> &ListArray {
-        self.batch.column_by_name(name).unwrap().as_any().downcast_ref::<ListArray>().unwrap()
+        self.batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap()
     }
 
     fn u8_list(&self, name: &str, row: usize) -> &[u8] {
         let list = self.list(name);
         let (s, e) = bounds(list, row);
-        &list.values().as_any().downcast_ref::<UInt8Array>().unwrap().values()[s..e]
+        &list
+            .values()
+            .as_any()
+            .downcast_ref::<UInt8Array>()
+            .unwrap()
+            .values()[s..e]
     }
 
     /// The whole row as an owned record.
     pub fn record(&self, row: usize) -> SliceRecord {
         let b = &self.batch;
-        let s = |name: &str| b.column_by_name(name).unwrap().as_any().downcast_ref::<StringArray>().unwrap().value(row).to_string();
-        let u = |name: &str| b.column_by_name(name).unwrap().as_any().downcast_ref::<UInt32Array>().unwrap().value(row);
-        let i = |name: &str| b.column_by_name(name).unwrap().as_any().downcast_ref::<Int32Array>().unwrap().value(row);
-        let f = |name: &str| b.column_by_name(name).unwrap().as_any().downcast_ref::<Float64Array>().unwrap().value(row);
+        let s = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(row)
+                .to_string()
+        };
+        let u = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .unwrap()
+                .value(row)
+        };
+        let i = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .value(row)
+        };
+        let f = |name: &str| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .value(row)
+        };
         let strs = |name: &str| {
             let list = self.list(name);
             let (s0, e0) = bounds(list, row);
-            let v = list.values().as_any().downcast_ref::<StringArray>().unwrap();
+            let v = list
+                .values()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
             (s0..e0).map(|k| v.value(k).to_string()).collect::<Vec<_>>()
         };
         let present = {
             let list = self.list(col::RATERS_PRESENT);
             let (s0, e0) = bounds(list, row);
-            let v = list.values().as_any().downcast_ref::<BooleanArray>().unwrap();
+            let v = list
+                .values()
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .unwrap();
             (s0..e0).map(|k| v.value(k)).collect()
         };
         let area = {
             let list = self.list(col::RATER_AREA);
             let (s0, e0) = bounds(list, row);
-            list.values().as_any().downcast_ref::<UInt32Array>().unwrap().values()[s0..e0].to_vec()
+            list.values()
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .unwrap()
+                .values()[s0..e0]
+                .to_vec()
         };
         SliceRecord {
             study_id: s(col::STUDY_ID),
