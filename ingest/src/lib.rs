@@ -2,5 +2,7 @@
 //!
 //! Modules:
 //! - [`study`]: the contract between a source format and the pipeline.
+//! - [`lidc`]: LIDC-IDRI CT series + XML reads (DICOM reader, pylidc-exact masks and nodules).
 pub mod study;
+pub mod lidc;
 pub mod cli;

@@ -1,0 +1,378 @@
+//! [`LidcFormat`]: LIDC-IDRI CT series + XML reads as a [`SourceFormat`].
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+use schemas::manifest::{RaterOrder, SourceKind};
+use schemas::slice::SliceRecord;
+use serde::{Deserialize, Serialize};
+
+use super::cluster;
+use super::contour::{self, ReadMask, SliceGeometry};
+use super::dicom_series::{read_series, CtSeries};
+use super::xml::{self, LidcXml, XmlKind};
+use crate::study::{DatasetFacts, SourceFormat, StudyError, StudyInput, StudyOutput};
+
+/// LIDC-IDRI has four readers; series with fewer sessions leave the other slots missing.
+pub const N_READERS: usize = 4;
+
+/// Everything that changes LIDC slice rows (all of it goes into the fingerprint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LidcParams {
+    /// Side of the square crop around each nodule, in pixels.
+    pub crop_size: u32,
+    /// HU mapped to 0 (lower end of the window; lower values clip).
+    pub window_lo: f32,
+    /// HU mapped to 1 (upper end of the window; higher values clip).
+    pub window_hi: f32,
+    /// Keep the contour pixels that pylidc removes by default
+    /// (pylidc's `include_contour_points=True`).
+    pub include_contour: bool,
+}
+
+impl Default for LidcParams {
+    /// 128 x 128 crops and the lung window [-1350, 150] HU (level -600, width 1500).
+    fn default() -> Self {
+        LidcParams {
+            crop_size: 128,
+            window_lo: -1350.0,
+            window_hi: 150.0,
+            include_contour: false,
+        }
+    }
+}
+
+/// The LIDC-IDRI source format.
+#[derive(Debug, Clone, Default)]
+pub struct LidcFormat {
+    pub params: LidcParams,
+}
+
+impl LidcFormat {
+    pub fn new(params: LidcParams) -> Self {
+        LidcFormat { params }
+    }
+}
+
+fn is_ext(p: &Path, ext: &str) -> bool {
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// Every folder under `dir` (itself included), with its files, sorted by path.
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<PathBuf>)>) -> Result<(), StudyError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| StudyError::new(dir, format!("cannot list folder: {e}")))?;
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    let files: Vec<PathBuf> = entries.iter().filter(|p| p.is_file()).cloned().collect();
+    out.push((dir.to_path_buf(), files));
+    for p in entries.iter().filter(|p| p.is_dir()) {
+        walk(p, out)?;
+    }
+    Ok(())
+}
+
+/// Series UID, patient id and modality of a DICOM file, reading its header only.
+fn header_ids(path: &Path) -> Result<(String, String, String), StudyError> {
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| StudyError::new(path, format!("not a readable DICOM file: {e}")))?;
+    let get = |t| {
+        obj.element_opt(t)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_str().ok().map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()))
+            .unwrap_or_default()
+    };
+    Ok((get(tags::SERIES_INSTANCE_UID), get(tags::PATIENT_ID), get(tags::MODALITY)))
+}
+
+impl SourceFormat for LidcFormat {
+    /// Finds CT series (folders of `*.dcm`) under `raw`, in the TCIA download layout
+    /// `LIDC-IDRI/LIDC-IDRI-dddd/<study>/<series>/*.dcm + NNN.xml` or the classic
+    /// `LIDC-IDRI-dddd/<StudyUID>/<SeriesUID>/`, and pairs each with the CT read XML whose
+    /// `SeriesInstanceUid` names it, wherever that XML lies. Series that are not CT
+    /// (chest X-rays) are skipped; a CT series without XML is still listed, so that its
+    /// load fails and the pipeline records why.
+    fn discover(&self, raw: &Path) -> Result<Vec<StudyInput>, StudyError> {
+        let mut folders = Vec::new();
+        walk(raw, &mut folders)?;
+        let mut xml_by_series: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        // XML files that do not parse cannot name their series: they go with the series in
+        // their own folder, whose load then reports the parse error (one study rejected,
+        // not the whole input).
+        let mut broken_by_folder: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
+        for (dir, files) in &folders {
+            for f in files.iter().filter(|f| is_ext(f, "xml")) {
+                match xml::parse_file(f) {
+                    Ok(XmlKind::Ct(x)) => xml_by_series.entry(x.series_instance_uid).or_default().push(f.clone()),
+                    Ok(XmlKind::Other(_)) => {}
+                    Err(_) => broken_by_folder.entry(dir.clone()).or_default().push(f.clone()),
+                }
+            }
+        }
+        let mut studies = Vec::new();
+        for (dir, files) in &folders {
+            let dcm: Vec<PathBuf> = files.iter().filter(|f| is_ext(f, "dcm")).cloned().collect();
+            let Some(first) = dcm.first() else { continue };
+            let (series_uid, patient_id, modality) = header_ids(first)?;
+            if !modality.is_empty() && modality != "CT" {
+                continue;
+            }
+            let mut all = dcm;
+            all.extend(xml_by_series.get(&series_uid).cloned().unwrap_or_default());
+            all.extend(broken_by_folder.get(dir).cloned().unwrap_or_default());
+            let rel = dir.strip_prefix(raw).unwrap_or(dir);
+            studies.push(StudyInput {
+                study_id: series_uid,
+                patient_id,
+                source_path: rel.to_string_lossy().into_owned(),
+                files: all,
+            });
+        }
+        if studies.is_empty() {
+            return Err(StudyError::new(raw, "no CT series (folders of .dcm files) found"));
+        }
+        studies.sort_by(|a, b| a.source_path.cmp(&b.source_path));
+        Ok(studies)
+    }
+
+    fn load(&self, study: &StudyInput) -> Result<StudyOutput, StudyError> {
+        let dcm: Vec<PathBuf> = study.files.iter().filter(|f| !is_ext(f, "xml")).cloned().collect();
+        let xmls: Vec<&PathBuf> = study.files.iter().filter(|f| is_ext(f, "xml")).collect();
+        let first = dcm
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(&study.source_path));
+        let series = read_series(&dcm)?;
+        let xml_path = match xmls.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(StudyError::new(
+                    first.parent().unwrap_or(&first),
+                    format!("no LIDC XML with SeriesInstanceUid {} found", series.series_instance_uid),
+                ))
+            }
+            many => {
+                let names: Vec<String> = many.iter().map(|p| p.display().to_string()).collect();
+                return Err(StudyError::new(
+                    many[0],
+                    format!(
+                        "{} LIDC XML files claim series {}: {}",
+                        many.len(),
+                        series.series_instance_uid,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        };
+        let reads = match xml::parse_file(xml_path)? {
+            XmlKind::Ct(x) => x,
+            XmlKind::Other(root) => {
+                return Err(StudyError::new(xml_path, format!("root <{root}> is not a CT LidcReadMessage")))
+            }
+        };
+        if reads.series_instance_uid != series.series_instance_uid {
+            return Err(StudyError::new(
+                xml_path,
+                format!(
+                    "SeriesInstanceUid {} does not match the series {}",
+                    reads.series_instance_uid, series.series_instance_uid
+                ),
+            ));
+        }
+        build_slices(&series, &reads, xml_path, &self.params)
+    }
+
+    fn facts(&self) -> DatasetFacts {
+        let p = &self.params;
+        DatasetFacts {
+            dataset: "lidc".into(),
+            source_kind: SourceKind::Lidc,
+            raters: (1..=N_READERS).map(|k| format!("reader_{k}")).collect(),
+            rater_order: RaterOrder::AreaRank,
+            channels: vec!["ct".into()],
+            crop_size: p.crop_size,
+            normalisation: format!("HU clipped to [{}, {}] and scaled to [0, 1]", p.window_lo, p.window_hi),
+            params: serde_json::to_value(p).expect("LidcParams serialise"),
+        }
+    }
+}
+
+/// One read with its reader slot and rasterised mask.
+struct RasterRead {
+    session: usize,
+    mask: ReadMask,
+}
+
+/// One nodule: per slice index, per reader slot, a `[rows * columns]` mask.
+struct Nodule {
+    slices: BTreeMap<usize, Vec<Option<Vec<u8>>>>,
+    centre: (f64, f64),
+}
+
+/// Rasterises, clusters and crops: the part of `load` after reading the files.
+///
+/// A reader with two reads in one nodule (it happens when pylidc's distance rule joins
+/// them) gets their union.
+pub fn build_slices(
+    series: &CtSeries,
+    reads: &LidcXml,
+    xml_path: &Path,
+    params: &LidcParams,
+) -> Result<StudyOutput, StudyError> {
+    if reads.sessions.len() > N_READERS {
+        return Err(StudyError::new(
+            xml_path,
+            format!("{} readingSessions, LIDC has at most {N_READERS}", reads.sessions.len()),
+        ));
+    }
+    if params.crop_size == 0 || params.window_hi <= params.window_lo {
+        return Err(StudyError::new(xml_path, format!("invalid LIDC parameters {params:?}")));
+    }
+    let (rows, cols) = (series.rows as usize, series.columns as usize);
+    let geometry = SliceGeometry {
+        rows,
+        columns: cols,
+        z_mm: series.z_values(),
+        sop_uids: series.slices.iter().map(|s| s.sop_instance_uid.clone()).collect(),
+    };
+    let mut raster = Vec::new();
+    let mut points = Vec::new();
+    for (s, session) in reads.sessions.iter().enumerate() {
+        for read in &session.reads {
+            let mask = contour::rasterise(read, &geometry, params.include_contour).map_err(|roi| {
+                StudyError::new(
+                    xml_path,
+                    format!(
+                        "reading session {} nodule `{}`: roi at z {} mm points at SOP Instance UID {} which is not in \
+                         series {}, and no slice lies at that z",
+                        s + 1,
+                        read.nodule_id,
+                        roi.z_mm,
+                        roi.sop_uid,
+                        series.series_instance_uid
+                    ),
+                )
+            })?;
+            points.push(contour::contour_points(read, &geometry));
+            raster.push(RasterRead { session: s, mask });
+        }
+    }
+    let groups = cluster::cluster(&points, series.slice_thickness);
+    let hw = rows * cols;
+    let mut nodules = Vec::new();
+    for group in groups {
+        let mut slices: BTreeMap<usize, Vec<Option<Vec<u8>>>> = BTreeMap::new();
+        for &i in &group {
+            let r = &raster[i];
+            for (&k, m) in &r.mask {
+                let slots = slices.entry(k).or_insert_with(|| vec![None; N_READERS]);
+                let slot = slots[r.session].get_or_insert_with(|| vec![0; hw]);
+                for (a, &b) in slot.iter_mut().zip(m) {
+                    *a |= b;
+                }
+            }
+        }
+        slices.retain(|_, slots| slots.iter().flatten().any(|m| m.contains(&1)));
+        let (mut n, mut sr, mut sc) = (0f64, 0f64, 0f64);
+        for slots in slices.values() {
+            for p in 0..hw {
+                if slots.iter().flatten().any(|m| m[p] == 1) {
+                    n += 1.0;
+                    sr += (p / cols) as f64;
+                    sc += (p % cols) as f64;
+                }
+            }
+        }
+        if n > 0.0 {
+            nodules.push(Nodule {
+                slices,
+                centre: (sr / n, sc / n),
+            });
+        }
+    }
+    // Nodules by their first slice, then in-plane position.
+    nodules.sort_by(|a, b| {
+        let ka = *a.slices.keys().next().unwrap();
+        let kb = *b.slices.keys().next().unwrap();
+        ka.cmp(&kb)
+            .then(a.centre.0.total_cmp(&b.centre.0))
+            .then(a.centre.1.total_cmp(&b.centre.1))
+    });
+
+    let xml_sha = schemas::hashing::sha256_file(xml_path).map_err(|e| StudyError::new(xml_path, e.to_string()))?;
+    let n_sessions = reads.sessions.len();
+    let crop = params.crop_size as usize;
+    let mut hu_cache: HashMap<usize, (Vec<f32>, String)> = HashMap::new();
+    let mut out = Vec::new();
+    for (t, nod) in nodules.iter().enumerate() {
+        let row0 = nod.centre.0.round() as i32 - (crop / 2) as i32;
+        let col0 = nod.centre.1.round() as i32 - (crop / 2) as i32;
+        for (&k, slots) in &nod.slices {
+            if !hu_cache.contains_key(&k) {
+                let path = &series.slices[k].path;
+                let sha = schemas::hashing::sha256_file(path).map_err(|e| StudyError::new(path, e.to_string()))?;
+                hu_cache.insert(k, (series.slice_hu(k)?, sha));
+            }
+            let (hu, sha) = &hu_cache[&k];
+            let mut image = vec![0f32; crop * crop];
+            let mut masks = vec![0u8; N_READERS * crop * crop];
+            let scale = params.window_hi - params.window_lo;
+            for y in 0..crop {
+                let r = row0 + y as i32;
+                if r < 0 || r >= rows as i32 {
+                    continue;
+                }
+                for x in 0..crop {
+                    let c = col0 + x as i32;
+                    if c < 0 || c >= cols as i32 {
+                        continue;
+                    }
+                    let p = r as usize * cols + c as usize;
+                    image[y * crop + x] = (hu[p].clamp(params.window_lo, params.window_hi) - params.window_lo) / scale;
+                    for (s, slot) in slots.iter().enumerate() {
+                        if let Some(m) = slot {
+                            masks[s * crop * crop + y * crop + x] = m[p];
+                        }
+                    }
+                }
+            }
+            let mut rec = SliceRecord {
+                study_id: series.series_instance_uid.clone(),
+                patient_id: series.patient_id.clone(),
+                target_id: format!("nodule-{}", t + 1),
+                slice_index: k as i32,
+                z_mm: series.slices[k].z_mm,
+                height: crop as u32,
+                width: crop as u32,
+                channels: 1,
+                spacing_row_mm: series.pixel_spacing[0],
+                spacing_col_mm: series.pixel_spacing[1],
+                image,
+                masks,
+                raters_present: (0..N_READERS).map(|s| s < n_sessions).collect(),
+                rater_area: vec![],
+                intersection: vec![],
+                union: vec![],
+                crop_row0: row0,
+                crop_col0: col0,
+                source_height: rows as u32,
+                source_width: cols as u32,
+                source_files: vec![
+                    series.slices[k].path.display().to_string(),
+                    xml_path.display().to_string(),
+                ],
+                source_sha256: vec![sha.clone(), xml_sha.clone()],
+            };
+            rec.derive_consensus();
+            out.push(rec);
+        }
+    }
+    Ok(StudyOutput {
+        slices: out,
+        n_targets: nodules.len() as u32,
+        volume_shape: [series.slices.len() as u32, rows as u32, cols as u32],
+    })
+}

@@ -1,0 +1,15 @@
+//! LIDC-IDRI: CT series (DICOM) with up to four readers' nodule outlines (XML).
+//!
+//! - [`dicom_series`]: reading a CT series in z order (HU), and any single DICOM image.
+//! - [`xml`]: parsing (and writing) LIDC read messages.
+//! - [`contour`]: rasterising contours exactly as pylidc's `boolean_mask`.
+//! - [`cluster`]: grouping reads into nodules with pylidc's `cluster_annotations` rule.
+//! - [`format`]: [`LidcFormat`], the [`crate::study::SourceFormat`] for LIDC.
+pub mod cluster;
+pub mod contour;
+pub mod dicom_series;
+pub mod format;
+pub mod xml;
+
+pub use dicom_series::{read_dicom_pixels, read_series, CtSeries, DicomPixels};
+pub use format::{LidcFormat, LidcParams};
