@@ -1,25 +1,326 @@
 //! `dpersona train` and `dpersona eval` arguments and entry points.
-//! (Placeholder signatures: the trainer work fills them in.)
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::ValueEnum;
+use tch::Device;
+
+use crate::config::{SelectOn, TrainConfig};
+use crate::evaluate::{evaluate, evaluate_predictions_dir, EvalOptions};
+use crate::run_dir::RunDir;
+use crate::trainer::{train, Stages, TrainOptions};
+
+/// Where `dpersona train` records the newest run and `dpersona eval` looks for it.
+pub const LATEST_POINTER: &str = "runs/latest";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    #[value(name = "1")]
+    One,
+    #[value(name = "2")]
+    Two,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA if available, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    pub fn device(self) -> anyhow::Result<Device> {
+        Ok(match self {
+            DeviceArg::Auto => Device::cuda_if_available(),
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => {
+                anyhow::ensure!(tch::Cuda::is_available(), "--device cuda: no CUDA device is available");
+                Device::Cuda(0)
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SelectOnArg {
+    Val,
+    Test,
+}
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = presets_help())]
 pub struct TrainArgs {
     /// Manifest written by `dpersona ingest`.
     #[arg(long)]
     pub manifest: PathBuf,
+    /// Run folder (config, checkpoints, logs). Default: runs/<dataset>-dpersona-<UTC time>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Preset (see the list below). Default: paper-lidc for LIDC manifests, paper-npc for
+    /// NIfTI ones.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// TOML file whose keys override the preset's (same tables and names as the run's
+    /// config.toml; an unknown key is an error).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Cross-validation fold to hold out (LIDC protocol); without it the split column is used.
+    #[arg(long)]
+    pub fold: Option<u32>,
+    /// Stage(s) to train: 1, 2 (needs stage 1's best checkpoint in the run) or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub stage: StageArg,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// libtorch intra-op threads (default: libtorch's choice). 1 makes CPU runs bit-reproducible.
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Seed of every random draw (overrides the preset's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue the run in --out after its last completed epoch (uses the run's config.toml).
+    #[arg(long)]
+    pub resume: bool,
+    /// ImageNet ResNet-34 weights (torchvision names, safetensors) for the backbone.
+    #[arg(long)]
+    pub backbone_weights: Option<PathBuf>,
+    /// Override optim.epochs_stage1.
+    #[arg(long)]
+    pub epochs_stage1: Option<u32>,
+    /// Override optim.epochs_stage2.
+    #[arg(long)]
+    pub epochs_stage2: Option<u32>,
+    /// Override validation.select_on: `test` is the authors' LIDC protocol (no val split).
+    #[arg(long, value_enum)]
+    pub select_on: Option<SelectOnArg>,
+    /// No progress bar (logs still go to RUN/train.log).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn presets_help() -> String {
+    let mut s = String::from("Presets:\n");
+    for p in data_manifests::PRESETS {
+        s.push_str(&format!("  {:<11} {}\n", p.name, p.summary));
+    }
+    s
 }
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// Output metric frame.
+    /// Run folder to evaluate. Default: the latest run (runs/latest).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Manifest with the labels. Default: the one the run was trained on.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Output metric frame; rows of the same evaluation are replaced, others kept. A summary
+    /// (`<name>.summary.parquet`) is written beside it.
     #[arg(long, default_value = "results.parquet")]
     pub out: PathBuf,
+    /// Split to evaluate when the run has no fold.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Fold whose test studies to evaluate. Default: the run's fold.
+    #[arg(long)]
+    pub fold: Option<u32>,
+    /// Stage I: prior samples per unit, one evaluation per value (the paper's #10/#30/#50).
+    #[arg(long, value_delimiter = ',', default_value = "10,30,50")]
+    pub samples: Vec<u32>,
+    /// Stage II: bank size M (the authors' evaluation uses 500).
+    #[arg(long, default_value_t = 500)]
+    pub bank: u32,
+    /// Unit of averaging: slice (LIDC) or volume (NIfTI). Default: from the manifest.
+    #[arg(long, value_enum)]
+    pub unit: Option<UnitArg>,
+    /// GED distance of an empty-vs-empty pair: 1 (the authors' code) or 0 (the usual convention).
+    #[arg(long, default_value_t = 1.0)]
+    pub ged_empty_pair: f64,
+    /// Seed reset before each evaluation (the authors: 1337).
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// Stage(s) to evaluate. Default: every stage with a best checkpoint.
+    #[arg(long, value_enum)]
+    pub stage: Option<StageArg>,
+    /// Also write the predictions (PNG) under DIR/stage1_n<N>/ and DIR/stage2_bank<M>/.
+    #[arg(long)]
+    pub save_predictions: Option<PathBuf>,
+    /// Score a predictions folder (from --save-predictions or any tool) instead of a run;
+    /// needs --manifest.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// Slices per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// libtorch intra-op threads.
+    #[arg(long)]
+    pub threads: Option<i32>,
 }
 
-pub fn run_train(_args: TrainArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`dpersona train` is not implemented yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnitArg {
+    Slice,
+    Volume,
 }
 
-pub fn run_eval(_args: EvalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`dpersona eval` is not implemented yet")
+/// Builds the configuration of a new run from the flags.
+pub fn resolve_config(args: &TrainArgs, manifest: &schemas::manifest::Manifest) -> anyhow::Result<(String, TrainConfig)> {
+    let preset = args.preset.clone().unwrap_or_else(|| {
+        match manifest.header.source_kind {
+            schemas::manifest::SourceKind::Lidc => "paper-lidc",
+            schemas::manifest::SourceKind::Nifti => "paper-npc",
+        }
+        .to_string()
+    });
+    let mut cfg = TrainConfig::load(&preset, args.config.as_deref())?;
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    if let Some(e) = args.epochs_stage1 {
+        cfg.optim.epochs_stage1 = e;
+    }
+    if let Some(e) = args.epochs_stage2 {
+        cfg.optim.epochs_stage2 = e;
+    }
+    if let Some(s) = args.select_on {
+        cfg.validation.select_on = match s {
+            SelectOnArg::Val => SelectOn::Val,
+            SelectOnArg::Test => SelectOn::Test,
+        };
+    }
+    Ok((preset, cfg))
+}
+
+pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    let manifest = schemas::manifest::Manifest::read(&args.manifest)?;
+    if args.resume {
+        anyhow::ensure!(args.out.is_some(), "--resume needs --out RUN (the run folder to continue)");
+        let overrides = args.preset.is_some()
+            || args.config.is_some()
+            || args.seed.is_some()
+            || args.epochs_stage1.is_some()
+            || args.epochs_stage2.is_some()
+            || args.select_on.is_some()
+            || args.fold.is_some();
+        anyhow::ensure!(
+            !overrides,
+            "--resume continues with the run's own config.toml and fold; drop --preset/--config/--seed/--epochs-*/--select-on/--fold"
+        );
+    }
+    let (preset, config) = resolve_config(&args, &manifest)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| RunDir::default_path(Path::new("runs"), &manifest.header.dataset, "dpersona"));
+    let stages = match args.stage {
+        StageArg::One => Stages::One,
+        StageArg::Two => Stages::Two,
+        StageArg::Both => Stages::Both,
+    };
+    // Stage 2 alone continues an existing run that has stage 1.
+    let resume = args.resume || (stages == Stages::Two && RunDir::new(&out).exists());
+    eprintln!("run folder: {}", out.display());
+    let summary = train(&TrainOptions {
+        manifest: args.manifest.clone(),
+        run: out.clone(),
+        config,
+        preset,
+        fold: args.fold,
+        stages,
+        device: args.device.device()?,
+        resume,
+        backbone_weights: args.backbone_weights.clone(),
+        progress: !args.quiet,
+        latest_pointer: Some(PathBuf::from(LATEST_POINTER)),
+    })
+    .with_context(|| format!("training into {}", out.display()))?;
+    for (stage, best) in &summary.best {
+        println!(
+            "stage {stage}: best {} {:.4} at epoch {} -> {}",
+            best.metric_name,
+            best.metric,
+            best.epoch + 1,
+            RunDir::new(&out).stage_dir(*stage).join(&best.weights).display()
+        );
+    }
+    println!("run: {}  (logs: train.log, train_log.parquet; latest: {LATEST_POINTER})", out.display());
+    Ok(())
+}
+
+pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    if let Some(dir) = &args.predictions {
+        let manifest = args
+            .manifest
+            .as_ref()
+            .context("--predictions needs --manifest (the labels to score against)")?;
+        let (written, units) = evaluate_predictions_dir(dir, manifest, &args.out, args.ged_empty_pair)?;
+        println!(
+            "scored {units} units from {} -> {} ({} rows; summary {})",
+            dir.display(),
+            written.results.display(),
+            written.total_rows,
+            written.summary.display()
+        );
+        return Ok(());
+    }
+    let run = match &args.run {
+        Some(r) => r.clone(),
+        None => RunDir::from_latest(Path::new(LATEST_POINTER))?.root,
+    };
+    let stages = match args.stage {
+        None => Vec::new(),
+        Some(StageArg::One) => vec![1],
+        Some(StageArg::Two) => vec![2],
+        Some(StageArg::Both) => vec![1, 2],
+    };
+    let summary = evaluate(&EvalOptions {
+        run: run.clone(),
+        manifest: args.manifest.clone(),
+        out: args.out.clone(),
+        split: args.split.clone(),
+        fold: args.fold,
+        samples: args.samples.clone(),
+        bank: args.bank,
+        unit: args.unit.map(|u| match u {
+            UnitArg::Slice => eval::metric_rows::UnitKind::Slice,
+            UnitArg::Volume => eval::metric_rows::UnitKind::Volume,
+        }),
+        stages,
+        ged_empty_pair: args.ged_empty_pair,
+        seed: args.seed,
+        save_predictions: args.save_predictions.clone(),
+        device: args.device.device()?,
+        batch_size: args.batch_size,
+    })
+    .with_context(|| format!("evaluating {}", run.display()))?;
+    for l in &summary.lines {
+        println!(
+            "stage {} N={} M={}: {} units, GED {:.4}, Dice_match {:.4}",
+            l.stage, l.n_samples, l.bank, l.units, l.ged, l.dice_match
+        );
+    }
+    for (stage, sha) in &summary.checkpoint_sha256 {
+        println!("stage {stage} checkpoint sha256 {sha}");
+    }
+    println!(
+        "results: {} ({} rows, {} replaced); summary: {}",
+        summary.written.results.display(),
+        summary.written.total_rows,
+        summary.written.replaced_rows,
+        summary.written.summary.display()
+    );
+    if let Some(p) = &args.save_predictions {
+        println!("predictions: {}", p.display());
+    }
+    Ok(())
 }

@@ -1,0 +1,365 @@
+//! The training configuration: one struct, read from a preset (TOML embedded in
+//! `data_manifests`) with an optional user TOML merged over it key by key.
+//!
+//! Every struct denies unknown fields, so a misspelt key in a user's `--config` file is an
+//! error naming the key, never a silently ignored setting.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::loader::AugmentKind;
+use crate::losses::{ReconFrom, Stage1Options};
+use crate::models::ModelConfig;
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown preset `{0}` (known presets: {known})", known = data_manifests::preset_names())]
+    UnknownPreset(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: not valid TOML: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// Which rater the Stage-I reconstruction targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RaterDraw {
+    /// One rater index per mini-batch, shared by every image (the authors' code).
+    PerBatch,
+    /// One rater index per image (what the baselines do).
+    PerSample,
+}
+
+/// Stage-I loss settings (method.md §3.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossConfig {
+    /// K prior samples of the bound loss (10).
+    pub k_bound: i64,
+    /// β, weight of the bound loss (0.5).
+    pub beta: f64,
+    /// Factor of the unsquared-norm L2 regulariser (1e-5).
+    pub l2: f64,
+    /// Reconstruction from a posterior sample (fixed code) or a prior sample (paper time).
+    pub recon_from: ReconFrom,
+    pub rater_draw: RaterDraw,
+}
+
+impl LossConfig {
+    pub fn stage1_options(&self) -> Stage1Options {
+        Stage1Options {
+            k_bound: self.k_bound,
+            beta: self.beta,
+            l2: self.l2,
+            recon_from: self.recon_from,
+        }
+    }
+}
+
+/// BatchNorm mode of the frozen backbone while Stage II trains the heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BnMode {
+    /// Batch statistics, running statistics keep drifting (the authors' code, §6.1 item 9).
+    Train,
+    /// Running statistics, nothing outside the heads changes.
+    Eval,
+}
+
+/// Stage-II settings (method.md §3.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage2Config {
+    /// M, prior draws in the bank per image and step (100).
+    pub bank: i64,
+    pub backbone_bn: BnMode,
+    /// Dropout2d in the heads while training (the authors: on, the model is in train mode).
+    pub heads_dropout: bool,
+}
+
+/// Adam and the epoch schedule (method.md §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Initial learning rate lr0 of the cosine schedule (1e-4).
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Slices per training mini-batch (12).
+    pub batch_size: usize,
+    pub epochs_stage1: u32,
+    pub epochs_stage2: u32,
+}
+
+/// Which split chooses the best checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectOn {
+    /// The `val` split (NPC), or with `--fold` the fold's training studies marked `val`.
+    Val,
+    /// The test split, or with `--fold K` fold K's studies (the authors' LIDC protocol).
+    Test,
+}
+
+/// How Stage II's per-rater validation Dice pairs heads with raters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage2Selection {
+    /// Head k against rater k (what "personalised" means).
+    Identity,
+    /// Hungarian-matched heads (the authors' "Dice_each", method.md §5.5).
+    Matched,
+}
+
+/// Per-epoch validation (method.md §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// N prior samples per slice for Stage I's Dice_match (10).
+    pub samples: i64,
+    /// M, bank size of Stage II's validation (100).
+    pub bank: i64,
+    pub select_on: SelectOn,
+    pub stage2_selection: Stage2Selection,
+    /// Slices per validation forward pass (eval-mode BN: results do not depend on it).
+    pub batch_size: usize,
+}
+
+/// Loader settings (see [`crate::loader::LoaderConfig`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderSettings {
+    /// Worker threads (0: one per core).
+    pub threads: usize,
+    /// Batches prepared ahead of the training thread.
+    pub prefetch: usize,
+    pub augment: AugmentKind,
+}
+
+/// What to do about non-finite losses (the authors' NaN guard cannot work, §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NanPolicy {
+    /// A step whose loss terms are not all finite is skipped and counted; this many skipped
+    /// steps in a row stop training with an error naming the step and the term.
+    pub max_consecutive: u32,
+}
+
+/// Everything a training run depends on. Saved as `RUN/config.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seed of every random draw (torch, rater draws, loader shuffles and augmentations).
+    pub seed: u64,
+    pub model: ModelConfig,
+    pub losses: LossConfig,
+    pub stage2: Stage2Config,
+    pub optim: OptimConfig,
+    pub validation: ValidationConfig,
+    pub loader: LoaderSettings,
+    pub nan: NanPolicy,
+}
+
+/// Merges `over` into `base`: tables merge key by key, every other value replaces.
+pub fn merge_toml(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_toml(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn parse_toml(text: &str, origin: &str) -> Result<toml::Value, ConfigError> {
+    text.parse::<toml::Table>()
+        .map(toml::Value::Table)
+        .map_err(|e| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })
+}
+
+impl TrainConfig {
+    /// Parses a complete configuration (for example a run's `config.toml`).
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// A preset by name (`data_manifests::PRESETS`).
+    pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        Self::resolve(name, None)
+    }
+
+    /// Preset `preset` with the partial TOML `user` (text, origin label) merged over it.
+    /// Unknown keys and wrong types are errors naming the key and where it came from.
+    pub fn resolve(preset: &str, user: Option<(&str, &str)>) -> Result<Self, ConfigError> {
+        let p = data_manifests::preset(preset).ok_or_else(|| ConfigError::UnknownPreset(preset.to_string()))?;
+        let origin_preset = format!("preset `{preset}`");
+        let mut value = parse_toml(p.toml, &origin_preset)?;
+        let origin = match user {
+            Some((text, origin)) => {
+                merge_toml(&mut value, parse_toml(text, origin)?);
+                format!("{origin} (merged over preset `{preset}`)")
+            }
+            None => origin_preset,
+        };
+        // Re-serialise so that the error of a bad key carries the key's table and line.
+        let merged = toml::to_string(&value).map_err(|e| ConfigError::Invalid {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg = Self::from_toml_str(&merged, &origin)?;
+        cfg.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
+        Ok(cfg)
+    }
+
+    /// Preset plus an optional user file.
+    pub fn load(preset: &str, user_file: Option<&Path>) -> Result<Self, ConfigError> {
+        match user_file {
+            None => Self::resolve(preset, None),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::resolve(preset, Some((&text, &path.display().to_string())))
+            }
+        }
+    }
+
+    /// Values that deserialise but cannot train.
+    pub fn validate(&self) -> Result<(), String> {
+        self.model.validate().map_err(|e| e.to_string())?;
+        let o = &self.optim;
+        if o.lr <= 0.0 || !o.lr.is_finite() {
+            return Err(format!("optim.lr must be > 0, got {}", o.lr));
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) || o.eps <= 0.0 {
+            return Err(format!(
+                "optim.beta1 {} and optim.beta2 {} must lie in [0,1) and optim.eps {} be > 0",
+                o.beta1, o.beta2, o.eps
+            ));
+        }
+        if o.batch_size == 0 || self.validation.batch_size == 0 {
+            return Err("optim.batch_size and validation.batch_size must be >= 1".into());
+        }
+        if self.losses.k_bound < 1 || self.stage2.bank < 1 || self.validation.bank < 1 || self.validation.samples < 1 {
+            return Err(format!(
+                "losses.k_bound {}, stage2.bank {}, validation.bank {} and validation.samples {} must be >= 1",
+                self.losses.k_bound, self.stage2.bank, self.validation.bank, self.validation.samples
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML (the run's `config.toml`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the training config serialises to TOML")
+    }
+
+    /// SHA-256 of the canonical TOML, recorded in every checkpoint so a resumed run can
+    /// tell that its configuration did not change.
+    pub fn hash(&self) -> String {
+        schemas::hashing::sha256_bytes(self.to_toml().as_bytes())
+    }
+
+    /// Epochs of stage 1 or 2.
+    pub fn epochs(&self, stage: u8) -> u32 {
+        if stage == 1 {
+            self.optim.epochs_stage1
+        } else {
+            self.optim.epochs_stage2
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_deserialises_and_round_trips() {
+        for p in data_manifests::PRESETS {
+            let cfg = TrainConfig::preset(p.name).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+            let again = TrainConfig::from_toml_str(&cfg.to_toml(), "round trip").unwrap();
+            assert_eq!(cfg, again, "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn paper_presets_hold_method_section_4() {
+        let lidc = TrainConfig::preset("paper-lidc").unwrap();
+        assert_eq!(lidc.model, ModelConfig::paper(1));
+        assert_eq!((lidc.optim.epochs_stage1, lidc.optim.epochs_stage2), (100, 100));
+        assert_eq!(lidc.optim.batch_size, 12);
+        assert_eq!(lidc.optim.lr, 1e-4);
+        assert_eq!(lidc.losses.k_bound, 10);
+        assert_eq!(lidc.losses.beta, 0.5);
+        assert_eq!(lidc.losses.l2, 1e-5);
+        assert_eq!(lidc.losses.rater_draw, RaterDraw::PerBatch);
+        assert_eq!(lidc.stage2.bank, 100);
+        assert_eq!(lidc.stage2.backbone_bn, BnMode::Train);
+        assert_eq!(lidc.validation.select_on, SelectOn::Test);
+        assert_eq!(lidc.validation.stage2_selection, Stage2Selection::Matched);
+        assert_eq!(lidc.seed, 1337);
+        let npc = TrainConfig::preset("paper-npc").unwrap();
+        assert_eq!(npc.model, ModelConfig::paper(3));
+        assert_eq!((npc.optim.epochs_stage1, npc.optim.epochs_stage2), (200, 200));
+        assert_eq!(npc.validation.select_on, SelectOn::Val);
+        assert_eq!(TrainConfig::preset("small").unwrap().model, ModelConfig::small(1));
+    }
+
+    #[test]
+    fn user_toml_overrides_only_its_keys() {
+        let cfg = TrainConfig::resolve("paper-lidc", Some(("[optim]\nepochs_stage1 = 3\n", "mine.toml"))).unwrap();
+        assert_eq!(cfg.optim.epochs_stage1, 3);
+        assert_eq!(cfg.optim.epochs_stage2, 100);
+        assert_eq!(cfg.optim.lr, 1e-4);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_key_and_file() {
+        let err = TrainConfig::resolve("small", Some(("[optim]\nlearning_rate = 0.1\n", "mine.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("learning_rate"), "{err}");
+        assert!(err.contains("mine.toml"), "{err}");
+        let err = TrainConfig::resolve("small", Some(("sed = 1\n", "top.toml"))).unwrap_err().to_string();
+        assert!(err.contains("sed"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_values_are_errors() {
+        let err = TrainConfig::resolve("small", Some(("[optim]\nlr = \"fast\"\n", "t.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lr"), "{err}");
+        let err = TrainConfig::resolve("small", Some(("[stage2]\nbackbone_bn = \"frozen\"\n", "t.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("frozen"), "{err}");
+        let err = TrainConfig::resolve("small", Some(("[optim]\nlr = -1.0\n", "t.toml"))).unwrap_err().to_string();
+        assert!(err.contains("optim.lr"), "{err}");
+        let err = TrainConfig::resolve("nope", None).unwrap_err().to_string();
+        assert!(err.contains("paper-lidc"), "{err}");
+    }
+}
