@@ -1,13 +1,94 @@
-//! `dpersona report` arguments and entry point.
-//! (Placeholder signature: the evaluator work fills it in.)
+//! `dpersona report`: the paper's Table 1/2 from a metric frame, and figures.
 use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::figures::{personalised_figure, samples_figure, training_curves};
+use crate::predictions::list_slices;
+use crate::report_table::{build_table, render_markdown, render_text};
+use crate::results_frame::read_results;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// Metric frame written by `dpersona eval`.
+    /// Metric frame written by `dpersona eval` (results.parquet). Rows: one per evaluation
+    /// (method, stage, #N samples or bank M); cells: mean ± population std over fold means,
+    /// or over units when the evaluation has one fold.
     pub results: PathBuf,
+    /// Print a Markdown table instead of aligned plain text.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Folder for PNG figures: samples.png and personalised.png from each --predictions
+    /// folder (suffixed _2, _3, ... for later ones), curves_<run>.png for each --run.
+    #[arg(long, value_name = "DIR")]
+    pub figures: Option<PathBuf>,
+    /// Run folder(s) whose train_log.parquet is plotted as training curves (needs --figures).
+    #[arg(long = "run", value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Predictions folder(s) saved by `dpersona eval --save-predictions` (or any tool using
+    /// that layout) to draw sample overlays (paper Fig. 4) and, when there is one
+    /// prediction per rater, personalised masks against each rater (Fig. 5). Needs --figures.
+    #[arg(long = "predictions", value_name = "DIR")]
+    pub predictions: Vec<PathBuf>,
+    /// Slices shown per figure (those where raters drew the most).
+    #[arg(long, default_value_t = 4)]
+    pub figure_slices: usize,
 }
 
-pub fn run_report(_args: ReportArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`dpersona report` is not implemented yet")
+pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
+    let (rows, conv) = read_results(&args.results)
+        .with_context(|| format!("reading {}", args.results.display()))?;
+    if rows.is_empty() {
+        anyhow::bail!("{}: holds no metric rows", args.results.display());
+    }
+    let table = build_table(&rows);
+    if args.markdown {
+        print!("{}", render_markdown(&table));
+    } else {
+        print!("{}", render_text(&table));
+    }
+    println!(
+        "Conventions: threshold > {}, Dice eps {:e}, GED empty-pair distance {}, unit {}, seed {}.",
+        conv.options.threshold,
+        conv.options.dice_eps,
+        conv.options.ged_empty_pair,
+        conv.unit.as_str(),
+        conv.seed
+    );
+    if (!args.runs.is_empty() || !args.predictions.is_empty()) && args.figures.is_none() {
+        anyhow::bail!("--run and --predictions draw figures: give --figures DIR as well");
+    }
+    let Some(fig_dir) = &args.figures else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(fig_dir).with_context(|| format!("creating {}", fig_dir.display()))?;
+    for (i, dir) in args.predictions.iter().enumerate() {
+        let suffix = if i == 0 {
+            String::new()
+        } else {
+            format!("_{}", i + 1)
+        };
+        let out = fig_dir.join(format!("samples{suffix}.png"));
+        let (w, h) = samples_figure(dir, &out, args.figure_slices)
+            .with_context(|| format!("drawing {}", dir.display()))?;
+        eprintln!("wrote {} ({w}x{h})", out.display());
+        let slices = list_slices(dir)?;
+        // One prediction per rater slot (slots seen in any slice: a missing rater has no file).
+        let slots = slices.iter().map(|s| s.raters.len()).max().unwrap_or(0);
+        if slots > 0 && slices.iter().all(|s| s.preds.len() == slots) {
+            let out = fig_dir.join(format!("personalised{suffix}.png"));
+            let (w, h) = personalised_figure(dir, &out, args.figure_slices)?;
+            eprintln!("wrote {} ({w}x{h})", out.display());
+        }
+    }
+    for run in &args.runs {
+        let name = run
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        let out = fig_dir.join(format!("curves_{name}.png"));
+        let (w, h) =
+            training_curves(run, &out).with_context(|| format!("plotting {}", run.display()))?;
+        eprintln!("wrote {} ({w}x{h})", out.display());
+    }
+    Ok(())
 }

@@ -1,0 +1,193 @@
+//! results.parquet accumulation (replace by evaluation key, conventions check), the summary
+//! checked by polars, and the report table built from the frame.
+mod python;
+
+use std::collections::HashMap;
+
+use eval::metric_rows::{EvalContext, UnitId, UnitKind};
+use eval::report_table::{build_table, format_cell, render_markdown, render_text};
+use eval::results_frame::{read_results, summary_path, write_results, Conventions, FrameError};
+use eval::unit_metrics::{score_unit, MetricOptions};
+use schemas::metrics::MetricRecord;
+
+/// Rows of one evaluation on `units` small synthetic units; `n` predictions per unit.
+fn evaluation(
+    method: &str,
+    stage: u8,
+    n: usize,
+    fold: u32,
+    units: usize,
+    shift: usize,
+) -> Vec<MetricRecord> {
+    let side = 12usize;
+    let ctx = EvalContext {
+        run: "runs/a".into(),
+        method: method.into(),
+        stage,
+        n_samples: if n == 4 { 0 } else { n as u32 },
+        bank: if n == 4 { 50 } else { 0 },
+        fold,
+        seed: 1337,
+        checkpoint_sha256: "abc".into(),
+    };
+    let mut rows = Vec::new();
+    for u in 0..units {
+        let square = |x0: usize, w: usize| -> Vec<u8> {
+            (0..side * side)
+                .map(|i| {
+                    ((i % side) >= x0 && (i % side) < x0 + w && (i / side) >= 2 && (i / side) < 8)
+                        as u8
+                })
+                .collect()
+        };
+        let raters: Vec<Vec<u8>> = (0..4)
+            .map(|k| square(1 + k, 3 + (u + fold as usize) % 3))
+            .collect();
+        let probs: Vec<Vec<f32>> = (0..n)
+            .map(|j| {
+                square(1 + (j + shift + u) % 6, 4)
+                    .iter()
+                    .map(|&v| if v == 1 { 0.8 } else { 0.1 * (j % 3) as f32 })
+                    .collect()
+            })
+            .collect();
+        let r: Vec<Option<&[u8]>> = raters.iter().map(|m| Some(m.as_slice())).collect();
+        let p: Vec<&[f32]> = probs.iter().map(Vec::as_slice).collect();
+        let s = score_unit(&r, &p, &MetricOptions::default()).unwrap();
+        let id = UnitId {
+            study_id: format!("S{u}"),
+            target_id: "1".into(),
+            kind: UnitKind::Slice,
+            unit_index: u as u32,
+        };
+        rows.extend(s.to_records(&ctx, &id));
+    }
+    rows
+}
+
+#[test]
+fn results_accumulate_and_summary_matches_polars_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.parquet");
+    let conv = Conventions::new(&MetricOptions::default(), UnitKind::Slice, 1337);
+
+    // Fold 0 of two methods, then fold 1; then fold 0 of the sampler again (replaces).
+    let first = write_results(&path, &evaluation("dpersona", 1, 10, 0, 5, 0), &conv).unwrap();
+    assert_eq!(first.replaced_rows, 0);
+    write_results(&path, &evaluation("dpersona", 2, 4, 0, 5, 1), &conv).unwrap();
+    write_results(&path, &evaluation("dpersona", 1, 10, 1, 6, 2), &conv).unwrap();
+    write_results(&path, &evaluation("dpersona", 2, 4, 1, 6, 3), &conv).unwrap();
+    let again = evaluation("dpersona", 1, 10, 0, 5, 4);
+    let w = write_results(&path, &again, &conv).unwrap();
+    assert_eq!(
+        w.replaced_rows,
+        again.len(),
+        "same key: every old row replaced"
+    );
+    let (rows, got_conv) = read_results(&path).unwrap();
+    assert_eq!(got_conv, conv);
+    assert_eq!(rows.len(), w.total_rows);
+    let s1f0: Vec<&MetricRecord> = rows
+        .iter()
+        .filter(|r| r.stage == 1 && r.fold == 0)
+        .collect();
+    assert_eq!(s1f0.len(), again.len());
+    assert!(
+        s1f0.iter().zip(&again).all(|(a, b)| *a == b),
+        "the new rows replaced the old ones"
+    );
+
+    // Mixed conventions are refused and the file is untouched.
+    let other = Conventions::new(
+        &MetricOptions {
+            ged_empty_pair: 0.0,
+            ..Default::default()
+        },
+        UnitKind::Slice,
+        1337,
+    );
+    let err = write_results(&path, &evaluation("x", 1, 3, 0, 1, 0), &other).unwrap_err();
+    assert!(
+        matches!(err, FrameError::ConventionsMismatch { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("results.parquet"), "{err}");
+    assert_eq!(read_results(&path).unwrap().0.len(), rows.len());
+
+    // polars recomputes the summary.
+    let out = python::run_py(
+        "results_polars_check.py",
+        &[
+            path.to_str().unwrap(),
+            summary_path(&path).to_str().unwrap(),
+        ],
+    );
+    let across: HashMap<String, (f64, f64, u32)> =
+        serde_json::from_str::<HashMap<String, (f64, f64, u32)>>(
+            out.lines()
+                .find_map(|l| l.strip_prefix("ACROSS "))
+                .expect("polars prints the across-fold means"),
+        )
+        .unwrap();
+
+    // The report's cells are the polars across-fold means ± stds of the frame.
+    let table = build_table(&rows);
+    let text = render_text(&table);
+    let md = render_markdown(&table);
+    println!("{text}\n{md}");
+    assert_eq!(table.rows.len(), 2);
+    assert_eq!(
+        table.columns,
+        [
+            "GED",
+            "Dice_soft",
+            "Dice_max",
+            "Dice_match",
+            "Dice_A1",
+            "Dice_A2",
+            "Dice_A3",
+            "Dice_A4",
+            "Dice_mean"
+        ]
+    );
+    let stage1 = table.rows.iter().find(|r| r.stage == 1).unwrap();
+    assert_eq!(stage1.label, "dpersona (Stage 1, #10)");
+    let stage2 = table.rows.iter().find(|r| r.stage == 2).unwrap();
+    assert_eq!(stage2.label, "dpersona (Stage 2, M=50)");
+    // Every cell of every row is the polars across-fold mean ± std of that evaluation.
+    for row in &table.rows {
+        let per_rater = if row.stage == 2 {
+            "identity"
+        } else {
+            "matched"
+        };
+        let mut metrics: Vec<String> = ["ged", "dice_soft", "dice_max", "dice_match"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        metrics.extend((1..=4).map(|k| format!("dice_rater_{k}_{per_rater}")));
+        metrics.push(format!("dice_mean_{per_rater}"));
+        for (col, metric) in metrics.iter().enumerate() {
+            let key = format!(
+                "dpersona|{}|{}|{}|{metric}",
+                row.stage, row.n_samples, row.bank
+            );
+            let (mean, std, folds) = across[&key];
+            assert_eq!(folds, 2, "{key}");
+            let (m, sd) = row.cells[col].unwrap_or_else(|| panic!("{key}: empty cell"));
+            assert!(
+                (m - mean).abs() < 1e-12 && (sd - std).abs() < 1e-12,
+                "{key}: table {m} ± {sd}, polars {mean} ± {std}"
+            );
+            let cell = format_cell(col, Some((m, sd)), per_rater == "matched" && col >= 4);
+            assert!(
+                text.contains(&cell) && md.contains(&cell),
+                "report lacks {key} cell `{cell}`\n{text}"
+            );
+        }
+    }
+    assert!(
+        text.contains("Hungarian-matched"),
+        "footnote says which per-rater Dice is shown"
+    );
+}
