@@ -1,0 +1,115 @@
+//! Probabilistic U-Net as run in the D-Persona harness (baselines.md §3): D-Persona's Stage-I
+//! networks with three deltas — the posterior sees the image and ONE mask (the rater drawn
+//! for that row), the reconstruction target is that rater's mask, and there is no bound loss
+//! (KL weight α, 1.0). Evaluation draws S prior samples (10 by default).
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use super::outputs::{select_rater, BaselineBatch, BaselineOutputs, LossTerms};
+use crate::losses::generalized_dice_loss;
+use crate::models::backbone::Backbone;
+use crate::models::fcomb::Fcomb;
+use crate::models::gauss_encoder::GaussEncoder;
+use crate::models::ModelConfig;
+
+/// Prob. U-Net knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbUnetOptions {
+    /// KL weight α (harness: 1.0).
+    pub kl_weight: f64,
+    /// Factor of the unsquared-norm L2 penalty on prior, posterior and Fcomb hidden convs.
+    pub l2: f64,
+    /// Prior samples at evaluation (`val_step` default 10).
+    pub eval_samples: i64,
+}
+
+impl Default for ProbUnetOptions {
+    fn default() -> Self {
+        Self {
+            kl_weight: 1.0,
+            l2: 1e-5,
+            eval_samples: 10,
+        }
+    }
+}
+
+/// Variables: `backbone.*`, `prior.*`, `posterior.*` (C_in + 1 input channels), `fcomb.*`.
+#[derive(Debug)]
+pub struct ProbUnet {
+    backbone: Backbone,
+    prior: GaussEncoder,
+    posterior: GaussEncoder,
+    fcomb: Fcomb,
+    opts: ProbUnetOptions,
+}
+
+impl ProbUnet {
+    pub fn new(p: &nn::Path, cfg: &ModelConfig, opts: ProbUnetOptions) -> Self {
+        if let Err(e) = cfg.validate() {
+            panic!("{e}");
+        }
+        let enc = |name: &str, in_ch| {
+            GaussEncoder::new(
+                &(p / name),
+                in_ch,
+                &cfg.encoder_filters,
+                cfg.convs_per_block,
+                cfg.latent_dim,
+                cfg.log_sigma_clamp,
+            )
+        };
+        Self {
+            backbone: Backbone::new(&(p / "backbone"), cfg),
+            prior: enc("prior", cfg.in_channels),
+            posterior: enc("posterior", cfg.in_channels + 1),
+            fcomb: Fcomb::new(
+                &(p / "fcomb"),
+                cfg.feature_channels,
+                cfg.latent_dim,
+                cfg.encoder_filters[0],
+                cfg.fcomb_convs,
+            ),
+            opts,
+        }
+    }
+
+    /// rec (GDL of a posterior-sample decode vs the row's rater) + α·KL(q‖p) (mean over the
+    /// batch) + l2. Draws from torch's global RNG.
+    pub fn loss(&self, batch: &BaselineBatch, train: bool) -> LossTerms {
+        let y_r = select_rater(batch.y, batch.rater);
+        let feats = self.backbone.forward_t(batch.x, train);
+        let prior = self.prior.forward(batch.x);
+        let posterior = self.posterior.forward(&Tensor::cat(&[batch.x, &y_r], 1));
+        let kl = posterior.kl(&prior).mean(None);
+        let z = posterior.rsample().unsqueeze(1);
+        let rec = generalized_dice_loss(&self.fcomb.forward(&feats, &z), &y_r);
+        let l2 = (self.prior.l2_norms() + self.posterior.l2_norms() + self.fcomb.l2_norms())
+            * self.opts.l2;
+        let total = &rec + &kl * self.opts.kl_weight + &l2;
+        LossTerms {
+            total,
+            terms: vec![("rec", rec), ("kl", kl), ("l2", l2)],
+        }
+    }
+
+    /// `samples` prior draws (`dist.sample()`, not the mean) decoded: set `[B, S, H, W]`,
+    /// consensus = their mean probability, no personalised outputs.
+    pub fn infer(&self, x: &Tensor, samples: i64) -> BaselineOutputs {
+        tch::no_grad(|| {
+            let feats = self.backbone.forward_t(x, false);
+            let z = self.prior.forward(x).sample_n(samples);
+            let set = self.fcomb.forward(&feats, &z).sigmoid();
+            BaselineOutputs {
+                consensus: set.mean_dim([1i64].as_slice(), true, None),
+                per_rater: None,
+                set,
+            }
+        })
+    }
+
+    pub fn options(&self) -> &ProbUnetOptions {
+        &self.opts
+    }
+}
