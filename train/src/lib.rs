@@ -3,5 +3,7 @@
 //!
 //! Modules:
 //! - [`batch`]: the mini-batch handed from the loader to the training thread.
+//! - [`baselines`]: the compared methods (label fusion, Prob. U-Net, CM, Pionono, ...).
+pub mod baselines;
 pub mod batch;
 pub mod cli;
