@@ -392,6 +392,9 @@ pub fn rank_by_area(raters: Vec<Option<Vec<u8>>>) -> Vec<Option<Vec<u8>>> {
         .collect()
 }
 
+/// One unit's rows, or why it was skipped.
+type UnitOutcome = (Vec<MetricRecord>, Option<(UnitId, String)>);
+
 /// Result of scoring a predictions folder.
 #[derive(Debug, Clone)]
 pub struct ScoredPredictions {
@@ -498,91 +501,88 @@ pub fn score_predictions_dir(
         }
     }
     let rank = manifest.header.rater_order == RaterOrder::AreaRank;
-    let results: Vec<Result<(Vec<MetricRecord>, Option<(UnitId, String)>), PredictionsError>> =
-        units
-            .par_iter()
-            .enumerate()
-            .map(|(unit_index, group)| {
-                let first = group[0];
-                let key = (first.study_id.clone(), first.target_id.clone());
-                let unit_id = UnitId {
-                    study_id: first.study_id.clone(),
-                    target_id: first.target_id.clone(),
-                    kind: header.unit,
-                    unit_index: unit_index as u32,
-                };
-                let n = first.preds.len();
-                let mut probs: Vec<Vec<f32>> = vec![Vec::new(); n];
-                let mut raters: Vec<Option<Vec<u8>>> = Vec::new();
-                for s in group {
-                    let lab = labels
-                        .get(&key)
-                        .and_then(|m| m.get(&s.slice_index))
-                        .ok_or_else(|| {
-                            invalid(
-                                &s.dir,
-                                format!(
-                                    "slice {} of {}/{} is not in the manifest's shards",
-                                    s.slice_index, key.0, key.1
-                                ),
-                            )
-                        })?;
-                    if s.preds.len() != n {
-                        return Err(invalid(
+    let results: Vec<Result<UnitOutcome, PredictionsError>> = units
+        .par_iter()
+        .enumerate()
+        .map(|(unit_index, group)| {
+            let first = group[0];
+            let key = (first.study_id.clone(), first.target_id.clone());
+            let unit_id = UnitId {
+                study_id: first.study_id.clone(),
+                target_id: first.target_id.clone(),
+                kind: header.unit,
+                unit_index: unit_index as u32,
+            };
+            let n = first.preds.len();
+            let mut probs: Vec<Vec<f32>> = vec![Vec::new(); n];
+            let mut raters: Vec<Option<Vec<u8>>> = Vec::new();
+            for s in group {
+                let lab = labels
+                    .get(&key)
+                    .and_then(|m| m.get(&s.slice_index))
+                    .ok_or_else(|| {
+                        invalid(
                             &s.dir,
                             format!(
-                                "has {} predictions, other slices of the unit have {n}",
-                                s.preds.len()
+                                "slice {} of {}/{} is not in the manifest's shards",
+                                s.slice_index, key.0, key.1
+                            ),
+                        )
+                    })?;
+                if s.preds.len() != n {
+                    return Err(invalid(
+                        &s.dir,
+                        format!(
+                            "has {} predictions, other slices of the unit have {n}",
+                            s.preds.len()
+                        ),
+                    ));
+                }
+                for (j, p) in s.preds.iter().enumerate() {
+                    let img = read_grey_png(p)?;
+                    if (img.height, img.width) != (lab.height, lab.width) {
+                        return Err(invalid(
+                            p,
+                            format!(
+                                "is {}x{}, the shard slice is {}x{}",
+                                img.height, img.width, lab.height, lab.width
                             ),
                         ));
                     }
-                    for (j, p) in s.preds.iter().enumerate() {
-                        let img = read_grey_png(p)?;
-                        if (img.height, img.width) != (lab.height, lab.width) {
-                            return Err(invalid(
-                                p,
-                                format!(
-                                    "is {}x{}, the shard slice is {}x{}",
-                                    img.height, img.width, lab.height, lab.width
-                                ),
-                            ));
-                        }
-                        probs[j].extend_from_slice(&img.values);
-                    }
-                    let hw = (lab.height * lab.width) as usize;
-                    if raters.is_empty() {
-                        raters = vec![Some(Vec::new()); lab.present.len()];
-                    }
-                    for (k, slot) in raters.iter_mut().enumerate() {
-                        match (slot.as_mut(), lab.present.get(k).copied().unwrap_or(false)) {
-                            (Some(v), true) => {
-                                v.extend_from_slice(&lab.masks[k * hw..(k + 1) * hw])
-                            }
-                            _ => *slot = None,
-                        }
+                    probs[j].extend_from_slice(&img.values);
+                }
+                let hw = (lab.height * lab.width) as usize;
+                if raters.is_empty() {
+                    raters = vec![Some(Vec::new()); lab.present.len()];
+                }
+                for (k, slot) in raters.iter_mut().enumerate() {
+                    match (slot.as_mut(), lab.present.get(k).copied().unwrap_or(false)) {
+                        (Some(v), true) => v.extend_from_slice(&lab.masks[k * hw..(k + 1) * hw]),
+                        _ => *slot = None,
                     }
                 }
-                // A rater missing in any slice of a volume is missing for the volume.
-                let raters = if rank { rank_by_area(raters) } else { raters };
-                let rater_refs: Vec<Option<&[u8]>> = raters.iter().map(|m| m.as_deref()).collect();
-                let prob_refs: Vec<&[f32]> = probs.iter().map(Vec::as_slice).collect();
-                let fold = header.fold.unwrap_or_else(|| studies[key.0.as_str()].fold);
-                let ctx = EvalContext {
-                    run: header.run.clone(),
-                    method: header.method.clone(),
-                    stage: header.stage,
-                    n_samples: header.n_samples,
-                    bank: header.bank,
-                    fold,
-                    seed: header.seed,
-                    checkpoint_sha256: header.checkpoint_sha256.clone(),
-                };
-                Ok(match score_unit(&rater_refs, &prob_refs, opts) {
-                    Ok(scores) => (scores.to_records(&ctx, &unit_id), None),
-                    Err(e) => (Vec::new(), Some((unit_id, e.to_string()))),
-                })
+            }
+            // A rater missing in any slice of a volume is missing for the volume.
+            let raters = if rank { rank_by_area(raters) } else { raters };
+            let rater_refs: Vec<Option<&[u8]>> = raters.iter().map(|m| m.as_deref()).collect();
+            let prob_refs: Vec<&[f32]> = probs.iter().map(Vec::as_slice).collect();
+            let fold = header.fold.unwrap_or_else(|| studies[key.0.as_str()].fold);
+            let ctx = EvalContext {
+                run: header.run.clone(),
+                method: header.method.clone(),
+                stage: header.stage,
+                n_samples: header.n_samples,
+                bank: header.bank,
+                fold,
+                seed: header.seed,
+                checkpoint_sha256: header.checkpoint_sha256.clone(),
+            };
+            Ok(match score_unit(&rater_refs, &prob_refs, opts) {
+                Ok(scores) => (scores.to_records(&ctx, &unit_id), None),
+                Err(e) => (Vec::new(), Some((unit_id, e.to_string()))),
             })
-            .collect();
+        })
+        .collect();
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     let mut units_scored = 0;

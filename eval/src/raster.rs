@@ -145,6 +145,8 @@ impl Canvas {
 
     /// Draws the contour of a binary `[h, w]` mask (foreground pixels with a 4-neighbour in
     /// the background or outside) at (x0, y0), scaled like [`Canvas::blit_grey`].
+    // Position, mask geometry and style are all needed; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn contour(&mut self, x0: i64, y0: i64, mask: &[u8], w: u32, h: u32, scale: u32, c: Rgb) {
         let at = |x: i64, y: i64| {
             x >= 0
@@ -169,6 +171,8 @@ impl Canvas {
     }
 
     /// Blends colour `c` with weight `alpha` over the foreground of a binary `[h, w]` mask.
+    // Position, mask geometry and style are all needed; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn tint(
         &mut self,
         x0: i64,
