@@ -1,0 +1,219 @@
+//! Parameter counts (method.md §2.8) and tensor shapes (§8) of the D-Persona model.
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+use train::models::{count_parameters, DPersona, ModelConfig};
+
+fn build(cfg: &ModelConfig) -> (VarStore, DPersona) {
+    let vs = VarStore::new(Device::Cpu);
+    let model = DPersona::new(&vs.root(), cfg);
+    (vs, model)
+}
+
+#[test]
+fn paper_parameter_counts_lidc() {
+    let (vs, _m) = build(&ModelConfig::paper(1));
+    assert_eq!(count_parameters(&vs, ""), 28_455_033);
+    assert_eq!(count_parameters(&vs, "backbone.encoder"), 21_278_400);
+    assert_eq!(count_parameters(&vs, "backbone.decoder"), 3_151_552);
+    assert_eq!(count_parameters(&vs, "prior"), 1_967_724);
+    assert_eq!(count_parameters(&vs, "prior.conv_layer"), 3_084);
+    assert_eq!(count_parameters(&vs, "posterior"), 1_968_300);
+    assert_eq!(count_parameters(&vs, "fcomb"), 929);
+    assert_eq!(count_parameters(&vs, DPersona::head_prefix()), 4 * 22_032);
+    for k in 0..4 {
+        assert_eq!(count_parameters(&vs, &format!("heads.{k}")), 22_032);
+    }
+    // Decoder block sizes of §2.8.
+    for (i, n) in [2_360_320, 590_336, 147_712, 46_208, 6_976]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            count_parameters(&vs, &format!("backbone.decoder.blocks.{i}")),
+            *n
+        );
+    }
+}
+
+#[test]
+fn paper_parameter_counts_npc() {
+    let (vs, _m) = build(&ModelConfig::paper(3));
+    assert_eq!(count_parameters(&vs, ""), 28_461_881);
+    assert_eq!(count_parameters(&vs, "prior"), 1_968_012);
+    assert_eq!(count_parameters(&vs, "posterior"), 1_968_588);
+}
+
+#[test]
+fn reference_variable_names() {
+    let (vs, _m) = build(&ModelConfig::paper(1));
+    let vars = vs.variables();
+    for name in [
+        "backbone.encoder.conv1.weight",
+        "backbone.encoder.bn1.running_var",
+        "backbone.encoder.layer1.0.conv1.weight",
+        "backbone.encoder.layer2.0.downsample.0.weight",
+        "backbone.encoder.layer4.2.bn2.bias",
+        "backbone.decoder.blocks.0.conv1.0.weight",
+        "backbone.decoder.blocks.4.conv2.1.running_mean",
+        "prior.encoder.layers.0.weight",
+        "prior.encoder.layers.7.bias", // first conv of block 2 (after the pool at index 6)
+        "prior.conv_layer.weight",
+        "posterior.encoder.layers.0.weight",
+        "fcomb.layers.4.weight",
+        "fcomb.last_layer.bias",
+        "heads.3.layers.15.weight",
+    ] {
+        assert!(vars.contains_key(name), "missing variable {name}");
+    }
+    assert_eq!(vars["backbone.encoder.conv1.weight"].size(), [64, 1, 7, 7]);
+    assert_eq!(
+        vars["posterior.encoder.layers.0.weight"].size(),
+        [16, 5, 3, 3]
+    );
+    assert_eq!(vars["fcomb.layers.0.weight"].size(), [16, 22, 1, 1]);
+}
+
+#[test]
+fn paper_shapes_at_128() {
+    tch::manual_seed(0);
+    let (_vs, m) = build(&ModelConfig::paper(1));
+    let x = Tensor::rand([2, 1, 128, 128], (Kind::Float, Device::Cpu));
+    tch::no_grad(|| {
+        let feats = m.features(&x, false);
+        assert_eq!(feats.size(), [2, 16, 128, 128]);
+        assert_eq!(m.prior_net().encode(&x).size(), [2, 256, 8, 8]);
+        let p = m.prior(&x);
+        assert_eq!(p.mu.size(), [2, 6]);
+        assert_eq!(p.log_sigma.size(), [2, 6]);
+        let y = Tensor::rand([2, 4, 128, 128], (Kind::Float, Device::Cpu)).round();
+        assert_eq!(m.posterior(&x, &y).mu.size(), [2, 6]);
+        assert_eq!(m.heads()[0].map(&feats, false).size(), [2, 6, 46, 46]);
+        let q = m.queries(&feats, false);
+        assert_eq!(q.size(), [2, 4, 6]);
+        assert!(q.min().double_value(&[]) >= 0.0, "queries follow a ReLU");
+        let bank = p.sample_n(100);
+        assert_eq!(bank.size(), [2, 100, 6]);
+        assert_eq!(m.decode(&feats, &p.mu).size(), [2, 1, 128, 128]);
+        assert_eq!(
+            m.decode_many(&feats, &bank.narrow(1, 0, 3)).size(),
+            [2, 3, 128, 128]
+        );
+        assert_eq!(
+            m.personalised(&feats, &bank, false).size(),
+            [2, 4, 128, 128]
+        );
+    });
+}
+
+#[test]
+fn head_padding_one_keeps_size_until_pooling() {
+    let cfg = ModelConfig {
+        head_padding: 1,
+        ..ModelConfig::paper(1)
+    };
+    let (_vs, m) = build(&cfg);
+    let feats = Tensor::rand([1, 16, 128, 128], (Kind::Float, Device::Cpu));
+    assert_eq!(
+        tch::no_grad(|| m.heads()[0].map(&feats, false)).size(),
+        [1, 6, 32, 32]
+    );
+}
+
+#[test]
+fn fcomb_split_first_conv_equals_tiled_concat() {
+    tch::manual_seed(1);
+    let (_vs, m) = build(&ModelConfig::small(1));
+    let feats = Tensor::randn([2, 8, 16, 16], (Kind::Float, Device::Cpu));
+    let z = Tensor::randn([2, 3, 6], (Kind::Float, Device::Cpu));
+    let fast = tch::no_grad(|| m.decode_many(&feats, &z));
+    for n in 0..3 {
+        let literal = tch::no_grad(|| m.fcomb().forward_tiled(&feats, &z.select(1, n)));
+        let diff = (fast.narrow(1, n, 1) - literal)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-5, "sample {n}: max diff {diff}");
+    }
+}
+
+#[test]
+fn attention_is_unscaled_softmax_over_the_bank() {
+    // q·z computed by hand: q = (1,0,..), bank codes with first coords 0, 1, 2.
+    let q = Tensor::from_slice(&[1.0f32, 0., 0., 0., 0., 0.]).view([1, 1, 6]);
+    let bank = Tensor::zeros([1, 3, 6], (Kind::Float, Device::Cpu));
+    let _ = bank
+        .narrow(2, 0, 1)
+        .copy_(&Tensor::from_slice(&[0.0f32, 1.0, 2.0]).view([1, 3, 1]));
+    let out = train::models::proj_head::attend(&q, &bank);
+    let e: Vec<f64> = [0.0f64, 1.0, 2.0].iter().map(|s| s.exp()).collect();
+    let expected = (e[1] + 2.0 * e[2]) / (e[0] + e[1] + e[2]);
+    assert!((out.double_value(&[0, 0, 0]) - expected).abs() < 1e-6);
+    assert_eq!(out.double_value(&[0, 0, 1]), 0.0);
+}
+
+#[test]
+fn small_model_runs_at_64() {
+    let (vs, m) = build(&ModelConfig::small(3));
+    assert!(count_parameters(&vs, "") < 200_000);
+    let x = Tensor::rand([2, 3, 64, 64], (Kind::Float, Device::Cpu));
+    let feats = m.features(&x, true);
+    assert_eq!(feats.size(), [2, 8, 64, 64]);
+    let bank = m.prior(&x).sample_n(5);
+    assert_eq!(m.personalised(&feats, &bank, true).size(), [2, 4, 64, 64]);
+}
+
+#[test]
+fn inits_follow_the_reference() {
+    tch::manual_seed(3);
+    let (vs, _m) = build(&ModelConfig::paper(1));
+    let v = vs.variables();
+    // BN starts at weight 1, bias 0 (tch's own default would be U(0,1)).
+    assert_eq!(
+        v["backbone.decoder.blocks.0.conv1.1.weight"]
+            .min()
+            .double_value(&[]),
+        1.0
+    );
+    assert_eq!(
+        v["backbone.encoder.bn1.bias"].abs().max().double_value(&[]),
+        0.0
+    );
+    // smp decoder: Kaiming-uniform fan_in, bound sqrt(6/fan_in).
+    let w = &v["backbone.decoder.blocks.0.conv1.0.weight"];
+    let bound = (6.0f64 / (768.0 * 9.0)).sqrt();
+    assert!(w.abs().max().double_value(&[]) <= bound);
+    assert!(w.abs().max().double_value(&[]) > 0.95 * bound);
+    // Encoder convs: N(0, 2/fan_in); the conv_layer bias N(0,1); small truncated biases.
+    let w = &v["prior.encoder.layers.7.weight"]; // 16 -> 32, fan_in 144
+    let std = w.std(true).double_value(&[]);
+    assert!(
+        (std / (2.0f64 / 144.0).sqrt() - 1.0).abs() < 0.05,
+        "std {std}"
+    );
+    let b = &v["prior.encoder.layers.0.bias"];
+    assert!(b.abs().max().double_value(&[]) < 0.002 + 1e-9);
+    assert!(b.abs().max().double_value(&[]) > 0.0);
+    assert!(v["prior.conv_layer.bias"].abs().max().double_value(&[]) > 0.1);
+    // Fcomb: orthogonal rows (out 16 < in 22: W W^T = I).
+    let w = v["fcomb.layers.0.weight"].view([16, 22]);
+    let eye = Tensor::eye(16, (Kind::Float, Device::Cpu));
+    assert!((w.matmul(&w.tr()) - eye).abs().max().double_value(&[]) < 1e-4);
+}
+
+#[test]
+fn log_sigma_is_clamped() {
+    let cfg = ModelConfig {
+        log_sigma_clamp: 0.25,
+        ..ModelConfig::small(1)
+    };
+    let vs = VarStore::new(Device::Cpu);
+    let m = DPersona::new(&vs.root(), &cfg);
+    // Push the logσ bias far out: the output must sit on the clamp.
+    let b = &vs.variables()["prior.conv_layer.bias"];
+    tch::no_grad(|| {
+        let _ = b.narrow(0, 6, 6).fill_(50.0);
+    });
+    let x = Tensor::rand([1, 1, 16, 16], (Kind::Float, Device::Cpu));
+    let ls = tch::no_grad(|| m.prior(&x).log_sigma);
+    assert_eq!(ls.max().double_value(&[]), 0.25);
+}
