@@ -137,7 +137,11 @@ impl SourceFormat for TextFormat {
         let sha = schemas::hashing::sha256_file(file)
             .map_err(|e| StudyError::new(file, e.to_string()))?;
         let seed: u32 = study.study_id.bytes().map(u32::from).sum();
-        let missing_rater = if seed.is_multiple_of(3) { Some(2) } else { None };
+        let missing_rater = if seed.is_multiple_of(3) {
+            Some(2)
+        } else {
+            None
+        };
         let hw = (SIDE * SIDE) as usize;
         let mut rows = Vec::new();
         for t in 0..targets {
