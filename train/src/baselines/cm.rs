@@ -24,6 +24,8 @@ use crate::models::ModelConfig;
 pub const CM_PREFIX: &str = "cm";
 /// Clamp of the noisy probabilities inside the log (Zhang's faithful NLL).
 pub const NLL_FLOOR: f64 = 1e-7;
+/// Floor of the softplus outputs before column normalisation.
+pub const MATRIX_FLOOR: f64 = 1e-30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -246,6 +248,10 @@ impl CmModel {
                 Tensor::cat(&per, 1)
             }
         };
+        // softplus underflows to 0 for logits below about −88 (f32); a 0/0 column would be
+        // NaN, so the entries are floored at a tiny positive value (with C = 1 the ratio is
+        // then still exactly 1, as the paper form requires).
+        let raw = raw.clamp_min(MATRIX_FLOOR);
         &raw / raw.sum_dim_intlist([2i64].as_slice(), true, None)
     }
 

@@ -181,7 +181,7 @@ impl Pionono {
     fn decode(&self, feats: &Tensor, z: &Tensor) -> Tensor {
         let (b, f, h, w) = feats.size4().expect("feats [B, F, H, W]");
         let (n, k) = (z.size()[1], z.size()[2]);
-        let tiled = z.view([b * n, k, 1, 1]).expand([b * n, k, h, w], false);
+        let tiled = z.reshape([b * n, k, 1, 1]).expand([b * n, k, h, w], false);
         let feats = feats
             .unsqueeze(1)
             .expand([b, n, f, h, w], false)
@@ -194,7 +194,7 @@ impl Pionono {
                 x = x.relu();
             }
         }
-        x.view([b, n, h, w])
+        x.reshape([b, n, h, w])
     }
 
     /// GDL(mean of `mc_samples` logit maps, the row's rater mask) + kl_factor·mean_b KL(q(z|r_b)‖p)

@@ -1,0 +1,227 @@
+//! Baseline models on the small U-Net: every loss is finite and goes down on a tiny
+//! learnable problem, output counts S are as documented, the paper's one-channel CM
+//! collapses to the identity, and Pionono's KL at initialisation equals the closed form.
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+use train::baselines::cm::{CmForm, CmKind, CmModel, CmOptions};
+use train::baselines::{
+    BaselineBatch, BaselineModel, BaselineSpec, Pionono, PiononoOptions, ProbUnetOptions,
+};
+use train::models::ModelConfig;
+
+const H: i64 = 32;
+const B: i64 = 2;
+const R: i64 = 4;
+
+/// Images with a bright disk; rater r marks a disk of radius 5 + r around it (so raters
+/// disagree systematically, like LIDC's area-ranked raters).
+fn data() -> (Tensor, Tensor, Tensor, Tensor) {
+    let coords = Tensor::arange(H, (Kind::Float, Device::Cpu));
+    let yy = coords.view([1, H, 1]);
+    let xx = coords.view([1, 1, H]);
+    let centres = Tensor::from_slice(&[12.0f32, 19.0, 18.0, 13.0]).view([B, 2, 1, 1]);
+    let dy = yy.unsqueeze(0) - centres.narrow(1, 0, 1);
+    let dx = xx.unsqueeze(0) - centres.narrow(1, 1, 1);
+    let dist = (dy.square() + dx.square()).sqrt(); // [B, 1, H, H]
+    let x =
+        dist.lt(6.0).to_kind(Kind::Float) + Tensor::randn([B, 1, H, H], tch::kind::FLOAT_CPU) * 0.1;
+    let radii = Tensor::from_slice(&[5.0f32, 6.0, 7.0, 8.0]).view([1, R, 1, 1]);
+    let y = dist.le_tensor(&radii).to_kind(Kind::Float); // [B, R, H, H]
+    let present = Tensor::ones([B, R], (Kind::Bool, Device::Cpu));
+    let rater = Tensor::from_slice(&[1i64, 3]);
+    (x, y, present, rater)
+}
+
+/// Loss before and after `steps` Adam steps on one fixed batch, each evaluated with the same
+/// torch seed so stochastic losses (sampling) are compared on the same noise.
+fn trains(spec: &BaselineSpec, steps: usize, lr: f64) -> (f64, f64, BaselineModel) {
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = BaselineModel::new(&vs.root(), &ModelConfig::small(1), spec);
+    let (x, y, present, rater) = data();
+    let target = y.narrow(1, 1, 1); // a stand-in fused label (rater 1's mask)
+    let batch = BaselineBatch {
+        x: &x,
+        y: &y,
+        present: &present,
+        rater: &rater,
+        target: Some(&target),
+    };
+    let eval = |m: &BaselineModel| {
+        tch::manual_seed(5);
+        let terms = m.loss(&batch, true).expect("batch has targets");
+        for (name, v) in terms.values() {
+            assert!(v.is_finite(), "{}: term {name} = {v}", spec.name());
+        }
+        terms.total.double_value(&[])
+    };
+    let before = eval(&model);
+    let mut opt = nn::Adam::default().build(&vs, lr).unwrap();
+    for step in 0..steps {
+        tch::manual_seed(100 + step as i64);
+        let terms = model.loss(&batch, true).unwrap();
+        opt.backward_step(&terms.total);
+    }
+    let after = eval(&model);
+    (before, after, model)
+}
+
+fn assert_decreases(spec: BaselineSpec, steps: usize, lr: f64) -> BaselineModel {
+    let (before, after, model) = trains(&spec, steps, lr);
+    println!("{}: loss {before:.5} -> {after:.5}", spec.name());
+    assert!(
+        after < before,
+        "{}: loss did not decrease ({before} -> {after})",
+        spec.name()
+    );
+    model
+}
+
+fn check_outputs(model: &BaselineModel, s: i64, per_rater: bool) {
+    let (x, ..) = data();
+    let out = model.infer(&x);
+    assert_eq!(out.count(), s);
+    assert_eq!(out.set.size(), vec![B, s, H, H]);
+    assert_eq!(out.consensus.size(), vec![B, 1, H, H]);
+    assert_eq!(out.per_rater.is_some(), per_rater);
+    let (lo, hi) = (
+        out.set.min().double_value(&[]),
+        out.set.max().double_value(&[]),
+    );
+    assert!(
+        (0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi),
+        "probabilities, got [{lo}, {hi}]"
+    );
+}
+
+#[test]
+fn plain_unets_learn_their_targets() {
+    for spec in [
+        BaselineSpec::UnetRater { rater: 2 },
+        BaselineSpec::Rs,
+        BaselineSpec::Mv {
+            rule: train::baselines::fusion::MvRule::Strict,
+        },
+    ] {
+        let m = assert_decreases(spec, 8, 1e-2);
+        check_outputs(&m, 1, false);
+    }
+}
+
+#[test]
+fn unet_rater_skips_batches_without_its_rater() {
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = BaselineModel::new(
+        &vs.root(),
+        &ModelConfig::small(1),
+        &BaselineSpec::UnetRater { rater: 0 },
+    );
+    let (x, y, _, rater) = data();
+    let present =
+        Tensor::from_slice(&[false, true, true, true, false, true, true, true]).view([B, R]);
+    let batch = BaselineBatch {
+        x: &x,
+        y: &y,
+        present: &present,
+        rater: &rater,
+        target: None,
+    };
+    assert!(model.loss(&batch, true).is_none());
+}
+
+#[test]
+fn prob_unet_learns_and_samples_ten() {
+    let m = assert_decreases(BaselineSpec::ProbUnet(ProbUnetOptions::default()), 8, 1e-2);
+    check_outputs(&m, 10, false);
+}
+
+#[test]
+fn cm_models_learn_faithful_form() {
+    let m = assert_decreases(BaselineSpec::CmGlobal(CmOptions::faithful()), 8, 1e-2);
+    check_outputs(&m, R, true);
+    let m = assert_decreases(BaselineSpec::CmPixel(CmOptions::faithful()), 8, 1e-2);
+    check_outputs(&m, R, true);
+    assert_decreases(BaselineSpec::CmGlobal(CmOptions::paper()), 8, 1e-2);
+}
+
+#[test]
+fn paper_cm_collapses_to_identity() {
+    for kind in [CmKind::Global, CmKind::Pixel] {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let opts = CmOptions::paper();
+        assert_eq!(opts.form, CmForm::Paper);
+        let model = CmModel::new(&vs.root(), &ModelConfig::small(1), kind, opts);
+        // Perturb the matrix parameters: the collapse must not depend on their values.
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.starts_with("cm.") {
+                    let noise = t.randn_like() * 3.0;
+                    let _ = t.g_add_(&noise);
+                }
+            }
+        });
+        let (x, ..) = data();
+        let feats = Tensor::randn([B, 8, H, H], tch::kind::FLOAT_CPU);
+        let a = model.matrices(&feats);
+        assert_eq!(a.size()[2..4], [1, 1]);
+        let ones = a.ones_like();
+        assert!(
+            a.equal(&ones.expand(a.size(), false)),
+            "{kind:?}: normalised 1x1 CM is not exactly 1"
+        );
+        let out = model.infer(&x);
+        let per = out.per_rater.unwrap();
+        for r in 0..R {
+            assert!(
+                per.narrow(1, r, 1).equal(&out.consensus),
+                "{kind:?}: rater {r} output differs from the clean one"
+            );
+        }
+    }
+}
+
+#[test]
+fn pionono_kl_at_init_is_the_closed_form() {
+    tch::manual_seed(9);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let opts = PiononoOptions::default();
+    let model = Pionono::new(&vs.root(), &ModelConfig::small(1), opts.clone());
+    let k = opts.latent_dim as usize;
+    let mu: Vec<f32> = Vec::try_from(model.mu().flatten(0, -1)).unwrap();
+    let kl: Vec<f32> = Vec::try_from(model.kl_per_rater()).unwrap();
+    // KL(N(μ, s²I) ‖ N(0, σ²I)) = ½[k s²/σ² + ‖μ‖²/σ² − k + k ln σ² − k ln s²], s = 2, σ = 2.
+    let (s2, p2) = (
+        opts.z_posterior_init_scale.powi(2),
+        opts.z_prior_sigma.powi(2),
+    );
+    let mut norms = Vec::new();
+    for r in 0..R as usize {
+        let m2: f64 = mu[r * k..(r + 1) * k]
+            .iter()
+            .map(|&v| (v as f64).powi(2))
+            .sum();
+        norms.push(m2.sqrt());
+        let expect = 0.5
+            * (k as f64 * s2 / p2 + m2 / p2 - k as f64 + k as f64 * p2.ln() - k as f64 * s2.ln());
+        assert!(
+            (kl[r] as f64 - expect).abs() <= 1e-4 * expect.abs().max(1.0),
+            "rater {r}: KL {} vs closed form {expect}",
+            kl[r]
+        );
+    }
+    // μ ~ 8·N(0, I_8): ‖μ‖ is about 8·√8 ≈ 22.6; a missing ×8 would give ≈ 2.8.
+    let mean_norm = norms.iter().sum::<f64>() / norms.len() as f64;
+    assert!(mean_norm > 10.0 && mean_norm < 40.0, "‖μ‖ mean {mean_norm}");
+    let l = model.scale_tril();
+    let eye = Tensor::eye(k as i64, tch::kind::FLOAT_CPU) * 2.0;
+    assert!(l.equal(&eye.unsqueeze(0).expand([R, k as i64, k as i64], false)));
+}
+
+#[test]
+fn pionono_learns_and_outputs_one_map_per_rater() {
+    let m = assert_decreases(BaselineSpec::Pionono(PiononoOptions::default()), 8, 1e-2);
+    check_outputs(&m, R, true);
+    assert_eq!(m.lr_groups()[0].prefix, "latents");
+}
