@@ -239,6 +239,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         backbone_weights: args.backbone_weights.clone(),
         progress: !args.quiet,
         latest_pointer: Some(PathBuf::from(LATEST_POINTER)),
+        stop_after: None,
     })
     .with_context(|| format!("training into {}", out.display()))?;
     for (stage, best) in &summary.best {

@@ -97,14 +97,19 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Where to record this run as the latest (`runs/latest` for the CLI).
     pub latest_pointer: Option<PathBuf>,
+    /// End the session after this (stage, 0-based epoch) is complete and checkpointed, as
+    /// if the process had been stopped there (tests of resume; time-sliced jobs).
+    pub stop_after: Option<(u8, u32)>,
 }
 
 /// What a finished training call left behind.
 #[derive(Debug, Clone)]
 pub struct TrainSummary {
     pub run: PathBuf,
-    /// Best checkpoint of each stage that ran (stage, sidecar).
+    /// Best checkpoint of each stage that completed (stage, sidecar).
     pub best: Vec<(u8, CheckpointInfo)>,
+    /// False when `stop_after` ended the session early.
+    pub completed: bool,
 }
 
 /// Training and validation selections for a fold (or the split columns without one).
@@ -226,12 +231,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let mut log = TrainLog::open(&run)?;
     let mut best = Vec::new();
     for stage in opts.stages.list() {
-        let info = run_stage(&ctx, stage, &mut log, opts.backbone_weights.as_deref())?;
-        best.push((stage, info));
+        match run_stage(&ctx, stage, &mut log, opts.backbone_weights.as_deref(), opts.stop_after)? {
+            Some(info) => best.push((stage, info)),
+            None => {
+                return Ok(TrainSummary {
+                    run: opts.run.clone(),
+                    best,
+                    completed: false,
+                })
+            }
+        }
     }
     Ok(TrainSummary {
         run: opts.run.clone(),
         best,
+        completed: true,
     })
 }
 
@@ -265,7 +279,8 @@ fn run_stage(
     stage: u8,
     log: &mut TrainLog,
     backbone_weights: Option<&Path>,
-) -> Result<CheckpointInfo, TrainError> {
+    stop_after: Option<(u8, u32)>,
+) -> Result<Option<CheckpointInfo>, TrainError> {
     let cfg = ctx.cfg;
     let dir = ctx.run.stage_dir(stage);
     let epochs = cfg.epochs(stage);
@@ -293,7 +308,6 @@ fn run_stage(
             }
             checkpoint::load_weights(&dir, &info, &mut vs)?;
             checkpoint::load_optimizer(&dir, &info, &mut adam)?;
-            log.truncate_after(stage, Some(info.epoch));
             StartPoint {
                 epoch: info.epoch + 1,
                 step: info.step,
@@ -303,7 +317,6 @@ fn run_stage(
             }
         }
         None => {
-            log.truncate_after(stage, None);
             if stage == 2 {
                 let s1 = ctx.run.stage_dir(1);
                 let best = checkpoint::read_info(&s1, Slot::Best)?.ok_or_else(|| {
@@ -327,12 +340,14 @@ fn run_stage(
     };
     let mut best_info = checkpoint::read_info(&dir, Slot::Best)?;
     if start.epoch >= epochs {
-        return best_info.ok_or_else(|| TrainError::Resume {
+        return best_info.map(Some).ok_or_else(|| TrainError::Resume {
             run: ctx.run.root.clone(),
             reason: format!("stage {stage} is complete but has no best checkpoint"),
         });
     }
 
+    // Rows of epochs about to be redone (a killed session may have logged them) go.
+    log.truncate_after(stage, start.epoch.checked_sub(1));
     let batches = ctx.train.batches_per_epoch() as u64;
     let bar = if ctx.progress {
         let bar = ProgressBar::new((epochs as u64) * batches);
@@ -464,9 +479,15 @@ fn run_stage(
         if let Some(line) = log.last_line() {
             bar.println(line);
         }
+        if stop_after == Some((stage, epoch)) {
+            bar.finish_and_clear();
+            return Ok(None);
+        }
     }
     bar.finish_and_clear();
-    best_info.ok_or_else(|| TrainError::Setup(format!("stage {stage} ran no epoch")))
+    best_info
+        .map(Some)
+        .ok_or_else(|| TrainError::Setup(format!("stage {stage} ran no epoch")))
 }
 
 /// The validation metric's name in logs and checkpoints.
