@@ -1,5 +1,5 @@
 //! A mini-batch as the loader hands it to the training thread (host memory).
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Which slice a batch row came from (for logs, validation and figures).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,6 +19,11 @@ pub struct Batch {
     pub masks: Vec<f32>,
     /// `[B, R]`: whether rater r read the study of row b.
     pub present: Vec<bool>,
+    /// `[B, H, W]`: 1.0 where every PRESENT rater marked the pixel (computed after
+    /// augmentation; all 0.0 for a row with no rater present).
+    pub intersection: Vec<f32>,
+    /// `[B, H, W]`: 1.0 where any PRESENT rater marked the pixel.
+    pub union: Vec<f32>,
     pub b: usize,
     pub c: usize,
     pub r: usize,
@@ -27,15 +32,67 @@ pub struct Batch {
     pub rows: Vec<RowId>,
 }
 
+/// Every field of a [`Batch`] as a tensor on one device.
+#[derive(Debug)]
+pub struct BatchTensors {
+    /// `[B, C, H, W]` f32.
+    pub images: Tensor,
+    /// `[B, R, H, W]` f32 0/1.
+    pub masks: Tensor,
+    /// `[B, R]` bool.
+    pub present: Tensor,
+    /// `[B, 1, H, W]` f32 0/1 (channel axis kept so it broadcasts against predictions).
+    pub intersection: Tensor,
+    /// `[B, 1, H, W]` f32 0/1.
+    pub union: Tensor,
+}
+
 impl Batch {
     /// Images `[B, C, H, W]` and masks `[B, R, H, W]` as f32 tensors on `device`.
     pub fn to_tensors(&self, device: Device) -> (Tensor, Tensor) {
-        let shape = |ch: usize| [self.b as i64, ch as i64, self.h as i64, self.w as i64];
-        let x = Tensor::from_slice(&self.images).reshape(shape(self.c));
-        let y = Tensor::from_slice(&self.masks).reshape(shape(self.r));
+        let t = self.tensors(device, false);
+        (t.images, t.masks)
+    }
+
+    /// Union and intersection `[B, 1, H, W]` as f32 tensors on `device`: `(union, intersection)`.
+    pub fn consensus_tensors(&self, device: Device) -> (Tensor, Tensor) {
+        let shape = [self.b as i64, 1, self.h as i64, self.w as i64];
         (
-            x.to_device(device).to_kind(Kind::Float),
-            y.to_device(device).to_kind(Kind::Float),
+            upload(&self.union, &shape, device, false),
+            upload(&self.intersection, &shape, device, false),
         )
+    }
+
+    /// Every field on `device`. With `pin` and a CUDA device the host copies are made in
+    /// page-locked memory and copied asynchronously (the next kernel on the stream waits
+    /// for them), which overlaps the upload with work already queued.
+    pub fn tensors(&self, device: Device, pin: bool) -> BatchTensors {
+        let (b, c, r, h, w) = (
+            self.b as i64,
+            self.c as i64,
+            self.r as i64,
+            self.h as i64,
+            self.w as i64,
+        );
+        let pin = pin && device.is_cuda();
+        BatchTensors {
+            images: upload(&self.images, &[b, c, h, w], device, pin),
+            masks: upload(&self.masks, &[b, r, h, w], device, pin),
+            present: upload(&self.present, &[b, r], device, pin),
+            intersection: upload(&self.intersection, &[b, 1, h, w], device, pin),
+            union: upload(&self.union, &[b, 1, h, w], device, pin),
+        }
+    }
+}
+
+fn upload<T: tch::kind::Element>(data: &[T], shape: &[i64], device: Device, pin: bool) -> Tensor {
+    let host = Tensor::from_slice(data).reshape(shape);
+    if pin {
+        host.pin_memory(device)
+            .to_device_(device, T::KIND, true, false)
+    } else if device == Device::Cpu {
+        host
+    } else {
+        host.to_device(device)
     }
 }
