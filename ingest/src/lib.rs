@@ -3,9 +3,13 @@
 //! Modules:
 //! - [`study`]: the contract between a source format and the pipeline.
 //! - [`pipeline`]: any source format into Parquet slice shards, rejects and a manifest (resumable).
-//! - [`cli`]: the `dpersona synth` and `dpersona ingest` commands.
 //! - [`lidc`]: LIDC-IDRI CT series + XML reads (DICOM reader, pylidc-exact masks and nodules).
+//! - [`cli`]: the `dpersona synth` and `dpersona ingest` commands.
+//! - [`synth`]: synthetic multi-rater studies (phantom anatomy, NIfTI and LIDC writers).
+//! - [`nifti`]: NIfTI-1 multi-rater datasets (NPC-style layout) into slice rows.
 pub mod study;
+pub mod synth;
+pub mod nifti;
 pub mod lidc;
 pub mod cli;
 pub mod pipeline;

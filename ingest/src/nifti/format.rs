@@ -1,0 +1,476 @@
+//! [`NiftiFormat`]: the NPC-style NIfTI layout as a [`SourceFormat`].
+//!
+//! ```text
+//! RAW/dataset.json                 see [`super::dataset_json`]
+//! RAW/images/{CASE}_{XXXX}{ending} one file per channel, XXXX = channel index (0000, 0001, ...)
+//! RAW/labels/{CASE}_{RATER}{ending} one file per rater; nonzero voxels are the rater's mask
+//! ```
+//!
+//! Per case (= study = patient): every channel and label must have the same 3D shape and
+//! affine; the channels are z-scored over the whole volume; each axial slice (row = y, col = x,
+//! see [`super::slicing`]) is resampled (nearest, like the paper's NPC loader) or cropped to
+//! `crop_size`; slices any rater marks are kept, plus a seeded share of unmarked ones.
+//! A case is one target, `lesion` (the NPC GTVp): per-volume metrics rebuild the volume from
+//! `slice_index`, `crop_row0/col0` and `source_height/width`.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use schemas::manifest::SourceKind;
+use schemas::slice::SliceRecord;
+use serde::{Deserialize, Serialize};
+
+use super::dataset_json::DatasetJson;
+use super::slicing::{axial_slice, box_origin, centre_origin, crop, resample_nearest};
+use super::volume::{read_volume, Volume};
+use crate::study::{DatasetFacts, SourceFormat, StudyError, StudyInput, StudyOutput};
+
+/// Target id of the single target of a case.
+pub const TARGET_ID: &str = "lesion";
+/// Largest difference (mm) between two files' affine entries still taken as "the same grid"
+/// (affines are stored as float32).
+pub const AFFINE_TOLERANCE_MM: f64 = 1e-3;
+
+/// Where the crop window sits when slices are cropped rather than resampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropMode {
+    /// Centred on the slice grid.
+    Centre,
+    /// Centred on the in-plane bounding box of every rater's marks over the whole volume
+    /// (one window per case, so the volume can be rebuilt); the grid centre when no mark.
+    UnionBox,
+}
+
+/// Every parameter that changes the output (all of them go into the fingerprint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NiftiParams {
+    /// Side of the square slices served, in pixels.
+    pub crop_size: u32,
+    /// Window position when `resample` is false.
+    pub crop_mode: CropMode,
+    /// Resample every slice to `crop_size` x `crop_size` (nearest neighbour, scipy
+    /// `zoom(order=0)`), as the paper's NPC loader does; false = crop at native resolution.
+    pub resample: bool,
+    /// Share (0..=1) of slices no rater marks that are kept as negatives (rounded).
+    pub empty_slice_share: f64,
+    /// Seed of the choice of kept unmarked slices (mixed with the case id).
+    pub empty_slice_seed: u64,
+}
+
+impl Default for NiftiParams {
+    fn default() -> Self {
+        NiftiParams {
+            crop_size: 128,
+            crop_mode: CropMode::Centre,
+            resample: true,
+            empty_slice_share: 0.1,
+            empty_slice_seed: 0,
+        }
+    }
+}
+
+/// The NIfTI source format.
+#[derive(Debug)]
+pub struct NiftiFormat {
+    params: NiftiParams,
+    /// dataset.json of the raw folder, known after `discover`.
+    dataset: RwLock<Option<DatasetJson>>,
+}
+
+impl NiftiFormat {
+    pub fn new(params: NiftiParams) -> Self {
+        NiftiFormat {
+            params,
+            dataset: RwLock::new(None),
+        }
+    }
+
+    pub fn params(&self) -> &NiftiParams {
+        &self.params
+    }
+
+    fn dataset(&self) -> Option<DatasetJson> {
+        self.dataset.read().expect("dataset lock").clone()
+    }
+}
+
+/// Expected image file of channel `c` of `case`.
+pub fn channel_file(raw: &Path, case: &str, c: usize, ending: &str) -> PathBuf {
+    raw.join("images").join(format!("{case}_{c:04}{ending}"))
+}
+
+/// Expected label file of `rater` for `case`.
+pub fn label_file(raw: &Path, case: &str, rater: &str, ending: &str) -> PathBuf {
+    raw.join("labels").join(format!("{case}_{rater}{ending}"))
+}
+
+/// `CASE` of an image file name `CASE_XXXX{ending}`, if it has that form.
+fn case_of(name: &str, ending: &str) -> Option<String> {
+    let stem = name.strip_suffix(ending)?;
+    let (case, idx) = stem.rsplit_once('_')?;
+    (idx.len() == 4 && idx.bytes().all(|b| b.is_ascii_digit()) && !case.is_empty())
+        .then(|| case.to_string())
+}
+
+impl SourceFormat for NiftiFormat {
+    fn discover(&self, raw: &Path) -> Result<Vec<StudyInput>, StudyError> {
+        let ds = DatasetJson::read(&raw.join("dataset.json"))?;
+        let images = raw.join("images");
+        let entries = std::fs::read_dir(&images)
+            .map_err(|e| StudyError::new(&images, format!("cannot list the image folder: {e}")))?;
+        let mut cases = BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| {
+                StudyError::new(&images, format!("cannot list the image folder: {e}"))
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue; // temporary or hidden files
+            }
+            if let Some(case) = case_of(&name, &ds.file_ending) {
+                cases.insert(case);
+            }
+        }
+        if cases.is_empty() {
+            return Err(StudyError::new(
+                &images,
+                format!(
+                    "no image files named CASE_XXXX{} (XXXX = channel index)",
+                    ds.file_ending
+                ),
+            ));
+        }
+        let studies = cases
+            .into_iter()
+            .map(|case| {
+                let mut files: Vec<PathBuf> = (0..ds.channels.len())
+                    .map(|c| channel_file(raw, &case, c, &ds.file_ending))
+                    .collect();
+                files.extend(
+                    ds.raters
+                        .iter()
+                        .map(|r| label_file(raw, &case, r, &ds.file_ending)),
+                );
+                StudyInput {
+                    study_id: case.clone(),
+                    patient_id: case.clone(),
+                    source_path: format!("images/{case}"),
+                    files,
+                }
+            })
+            .collect();
+        *self.dataset.write().expect("dataset lock") = Some(ds);
+        Ok(studies)
+    }
+
+    fn load(&self, study: &StudyInput) -> Result<StudyOutput, StudyError> {
+        let ds = self.dataset().ok_or_else(|| {
+            StudyError::new(
+                &study.source_path,
+                "NiftiFormat::load called before discover",
+            )
+        })?;
+        let (n_ch, n_r) = (ds.channels.len(), ds.raters.len());
+        if study.files.len() != n_ch + n_r {
+            return Err(StudyError::new(
+                &study.source_path,
+                format!(
+                    "expected {n_ch} channel files and {n_r} label files, the study lists {}",
+                    study.files.len()
+                ),
+            ));
+        }
+        for (i, f) in study.files.iter().enumerate() {
+            if !f.is_file() {
+                let what = if i < n_ch {
+                    format!("missing channel file (channel {i}, `{}`)", ds.channels[i])
+                } else {
+                    format!("missing label file of rater `{}`", ds.raters[i - n_ch])
+                };
+                return Err(StudyError::new(f, what));
+            }
+        }
+        let mut vols = Vec::with_capacity(study.files.len());
+        for f in &study.files {
+            let v = read_volume(f)?;
+            check_volume(f, &v)?;
+            if let Some((f0, v0)) = vols.first().map(|v0: &Volume| (&study.files[0], v0)) {
+                check_same_grid(f, &v, f0, v0)?;
+            }
+            vols.push(v);
+        }
+        let labels: Vec<Volume> = vols.split_off(n_ch);
+        slice_study(&self.params, study, &vols, &labels)
+    }
+
+    fn facts(&self) -> DatasetFacts {
+        let ds = self.dataset();
+        DatasetFacts {
+            dataset: ds
+                .as_ref()
+                .map_or(super::dataset_json::DEFAULT_NAME.into(), |d| d.name.clone()),
+            source_kind: SourceKind::Nifti,
+            raters: ds.as_ref().map_or(vec![], |d| d.raters.clone()),
+            rater_order: ds
+                .as_ref()
+                .map_or(schemas::manifest::RaterOrder::Identity, |d| d.rater_order),
+            channels: ds.as_ref().map_or(vec![], |d| d.channels.clone()),
+            crop_size: self.params.crop_size,
+            normalisation:
+                "per-volume z-score per channel: (v - mean) / std over every voxel of the volume \
+                            (population std), after scl_slope/scl_inter; crop padding is 0"
+                    .into(),
+            params: serde_json::json!({
+                "format": "nifti",
+                "slice_axes": "row = y, col = x, slice = z (nibabel get_fdata()[:, :, k].T)",
+                "target": TARGET_ID,
+                "nifti": serde_json::to_value(&self.params).expect("NiftiParams serialise"),
+            }),
+        }
+    }
+}
+
+/// 3D (or 4D with one frame) and every voxel finite.
+fn check_volume(f: &Path, v: &Volume) -> Result<(), StudyError> {
+    let extra: usize = v.dims.iter().skip(3).product();
+    if v.dims.len() < 3 || extra != 1 {
+        return Err(StudyError::new(
+            f,
+            format!("expected a 3D volume, got dimensions {:?}", v.dims),
+        ));
+    }
+    if let Some(i) = v.data.iter().position(|x| !x.is_finite()) {
+        let bad = v.data.iter().filter(|x| !x.is_finite()).count();
+        let [nx, ny, _] = v.shape3();
+        return Err(StudyError::new(
+            f,
+            format!(
+                "{bad} voxels are NaN or infinite (first at voxel x={}, y={}, z={}: {})",
+                i % nx,
+                (i / nx) % ny,
+                i / (nx * ny),
+                v.data[i]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Same shape and (within [`AFFINE_TOLERANCE_MM`]) the same affine as the case's first file.
+fn check_same_grid(f: &Path, v: &Volume, f0: &Path, v0: &Volume) -> Result<(), StudyError> {
+    if v.shape3() != v0.shape3() {
+        return Err(StudyError::new(
+            f,
+            format!(
+                "shape {:?} differs from {:?} of {}",
+                v.shape3(),
+                v0.shape3(),
+                f0.display()
+            ),
+        ));
+    }
+    let worst = (0..3)
+        .flat_map(|i| (0..4).map(move |j| (i, j)))
+        .map(|(i, j)| (v.affine[i][j] - v0.affine[i][j]).abs())
+        .fold(0.0, f64::max);
+    if worst > AFFINE_TOLERANCE_MM {
+        return Err(StudyError::new(
+            f,
+            format!(
+                "affine {:?} differs from {:?} of {} (by up to {worst:.4} mm)",
+                v.affine,
+                v0.affine,
+                f0.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Mean and population standard deviation of every voxel.
+fn mean_std(data: &[f64]) -> (f64, f64) {
+    let n = data.len() as f64;
+    let mean = data.iter().sum::<f64>() / n;
+    let var = data.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// FNV-1a of the case id: mixes the case into the empty-slice seed, stable across runs.
+fn case_hash(case: &str) -> u64 {
+    case.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Cuts a checked case into slice rows (see the module doc).
+fn slice_study(
+    p: &NiftiParams,
+    study: &StudyInput,
+    images: &[Volume],
+    labels: &[Volume],
+) -> Result<StudyOutput, StudyError> {
+    let size = p.crop_size as usize;
+    let [nx, ny, nz] = images[0].shape3();
+    let (rows, cols) = (ny, nx);
+    let a = images[0].affine;
+    // Per-slice masks, nonzero = marked: [rater][z][rows * cols].
+    let masks: Vec<Vec<Vec<u8>>> = labels
+        .iter()
+        .map(|l| {
+            (0..nz)
+                .map(|k| {
+                    axial_slice(l, k)
+                        .iter()
+                        .map(|&v| (v != 0.0) as u8)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let marked: Vec<bool> = (0..nz)
+        .map(|k| masks.iter().any(|m| m[k].iter().any(|&v| v != 0)))
+        .collect();
+    let (src_h, src_w) = if p.resample {
+        (size, size)
+    } else {
+        (rows, cols)
+    };
+    let volume_shape = [nz as u32, src_h as u32, src_w as u32];
+    if !marked.iter().any(|&m| m) {
+        return Ok(StudyOutput {
+            slices: vec![],
+            n_targets: 0,
+            volume_shape,
+        });
+    }
+    // z-score statistics per channel, over the whole volume.
+    let mut stats = Vec::with_capacity(images.len());
+    for (c, img) in images.iter().enumerate() {
+        let (mean, std) = mean_std(&img.data);
+        if std.is_nan() || std <= 0.0 || !std.is_finite() {
+            return Err(StudyError::new(
+                &study.files[c],
+                format!("channel is constant (every voxel {mean}): cannot z-score it"),
+            ));
+        }
+        stats.push((mean, std));
+    }
+    // Crop window (native resolution only): one per case.
+    let (row0, col0) = if p.resample {
+        (0i64, 0i64)
+    } else {
+        match p.crop_mode {
+            CropMode::Centre => (centre_origin(rows, size), centre_origin(cols, size)),
+            CropMode::UnionBox => {
+                let (mut rlo, mut rhi, mut clo, mut chi) = (usize::MAX, 0, usize::MAX, 0);
+                for m in masks.iter().flatten() {
+                    for (i, _) in m.iter().enumerate().filter(|(_, &v)| v != 0) {
+                        let (r, c) = (i / cols, i % cols);
+                        (rlo, rhi, clo, chi) = (rlo.min(r), rhi.max(r), clo.min(c), chi.max(c));
+                    }
+                }
+                (
+                    box_origin(rlo, rhi, rows, size),
+                    box_origin(clo, chi, cols, size),
+                )
+            }
+        }
+    };
+    let to_grid_f = |img: Vec<f64>| -> Vec<f64> {
+        if p.resample {
+            resample_nearest(&img, rows, cols, size)
+        } else {
+            crop(&img, rows, cols, row0, col0, size, 0.0)
+        }
+    };
+    let to_grid_u8 = |m: &[u8]| -> Vec<u8> {
+        if p.resample {
+            resample_nearest(m, rows, cols, size)
+        } else {
+            crop(m, rows, cols, row0, col0, size, 0)
+        }
+    };
+    // Which unmarked slices to keep.
+    let mut empty: Vec<usize> = (0..nz).filter(|&k| !marked[k]).collect();
+    let n_keep = (p.empty_slice_share.clamp(0.0, 1.0) * empty.len() as f64).round() as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(p.empty_slice_seed ^ case_hash(&study.study_id));
+    empty.shuffle(&mut rng);
+    let mut keep: Vec<usize> = (0..nz)
+        .filter(|&k| marked[k])
+        .chain(empty.into_iter().take(n_keep))
+        .collect();
+    // Slice index ordered by world z (0 = lowest z).
+    let z_up = a[2][2] >= 0.0;
+    let slice_index = |k: usize| if z_up { k } else { nz - 1 - k };
+    keep.sort_by_key(|&k| slice_index(k));
+    // Spacing from the affine's columns (x = col, y = row); resampling stretches it.
+    let norm = |j: usize| (0..3).map(|i| a[i][j] * a[i][j]).sum::<f64>().sqrt();
+    let (mut sp_row, mut sp_col) = (norm(1), norm(0));
+    if p.resample {
+        sp_row *= (rows.max(2) - 1) as f64 / (size.max(2) - 1) as f64;
+        sp_col *= (cols.max(2) - 1) as f64 / (size.max(2) - 1) as f64;
+    }
+    let source_files: Vec<String> = study
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    let source_sha256 = study
+        .files
+        .iter()
+        .map(|f| schemas::hashing::sha256_file(f).map_err(|e| StudyError::new(f, e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (cx, cy) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
+    let slices = keep
+        .into_iter()
+        .map(|k| {
+            let mut image = Vec::with_capacity(images.len() * size * size);
+            for (img, &(mean, std)) in images.iter().zip(&stats) {
+                let z: Vec<f64> = axial_slice(img, k)
+                    .iter()
+                    .map(|v| (v - mean) / std)
+                    .collect();
+                image.extend(to_grid_f(z).into_iter().map(|v| v as f32));
+            }
+            let mut m = Vec::with_capacity(masks.len() * size * size);
+            for r in &masks {
+                m.extend(to_grid_u8(&r[k]));
+            }
+            let mut rec = SliceRecord {
+                study_id: study.study_id.clone(),
+                patient_id: study.patient_id.clone(),
+                target_id: TARGET_ID.into(),
+                slice_index: slice_index(k) as i32,
+                z_mm: a[2][0] * cx + a[2][1] * cy + a[2][2] * k as f64 + a[2][3],
+                height: size as u32,
+                width: size as u32,
+                channels: images.len() as u32,
+                spacing_row_mm: sp_row,
+                spacing_col_mm: sp_col,
+                image,
+                masks: m,
+                raters_present: vec![true; labels.len()],
+                rater_area: vec![],
+                intersection: vec![],
+                union: vec![],
+                crop_row0: row0 as i32,
+                crop_col0: col0 as i32,
+                source_height: src_h as u32,
+                source_width: src_w as u32,
+                source_files: source_files.clone(),
+                source_sha256: source_sha256.clone(),
+            };
+            rec.derive_consensus();
+            rec
+        })
+        .collect();
+    Ok(StudyOutput {
+        slices,
+        n_targets: 1,
+        volume_shape,
+    })
+}
