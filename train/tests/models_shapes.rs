@@ -141,8 +141,7 @@ fn attention_is_unscaled_softmax_over_the_bank() {
     // q·z computed by hand: q = (1,0,..), bank codes with first coords 0, 1, 2.
     let q = Tensor::from_slice(&[1.0f32, 0., 0., 0., 0., 0.]).view([1, 1, 6]);
     let bank = Tensor::zeros([1, 3, 6], (Kind::Float, Device::Cpu));
-    let _ = bank
-        .narrow(2, 0, 1)
+    bank.narrow(2, 0, 1)
         .copy_(&Tensor::from_slice(&[0.0f32, 1.0, 2.0]).view([1, 3, 1]));
     let out = train::models::proj_head::attend(&q, &bank);
     let e: Vec<f64> = [0.0f64, 1.0, 2.0].iter().map(|s| s.exp()).collect();

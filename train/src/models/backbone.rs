@@ -36,7 +36,7 @@ impl ModuleT for ResNet34Unet {
 
 #[derive(Debug)]
 pub enum Backbone {
-    ResNet34Unet(ResNet34Unet),
+    ResNet34Unet(Box<ResNet34Unet>),
     SmallUnet(SmallUnet),
 }
 
@@ -44,9 +44,11 @@ impl Backbone {
     /// `p` is the backbone path (`backbone`).
     pub fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
         match cfg.backbone {
-            BackboneKind::ResNet34Unet => {
-                Self::ResNet34Unet(ResNet34Unet::new(p, cfg.in_channels, &cfg.decoder_channels))
-            }
+            BackboneKind::ResNet34Unet => Self::ResNet34Unet(Box::new(ResNet34Unet::new(
+                p,
+                cfg.in_channels,
+                &cfg.decoder_channels,
+            ))),
             BackboneKind::SmallUnet { base } => Self::SmallUnet(SmallUnet::new(
                 p,
                 cfg.in_channels,
