@@ -78,8 +78,9 @@ impl BaselineSpec {
     }
 }
 
-/// Any baseline model.
+/// Any baseline model (one per run, so the variants' size difference does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum BaselineModel {
     Plain(PlainUnet),
     ProbUnet(ProbUnet),
