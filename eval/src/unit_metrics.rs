@@ -105,11 +105,15 @@ pub fn dice(a: &BitMask, b: &BitMask, eps: f64) -> f64 {
 /// GED distance 1 − IoU, with the configured value for empty-against-empty pairs.
 pub fn ged_distance(a: &BitMask, b: &BitMask, opts: &MetricOptions) -> f64 {
     let inter = a.intersection(b);
-    let union = a.union_given(b, inter);
+    distance_from_counts(inter, a.union_given(b, inter), opts)
+}
+
+/// 1 − |A∩B| / (|A∪B| + eps), or `ged_empty_pair` when the union is empty.
+pub fn distance_from_counts(intersection: u64, union: u64, opts: &MetricOptions) -> f64 {
     if union == 0 {
         return opts.ged_empty_pair;
     }
-    1.0 - inter as f64 / (union as f64 + opts.iou_eps)
+    1.0 - intersection as f64 / (union as f64 + opts.iou_eps)
 }
 
 /// Sum of d over ALL ordered pairs of `masks` (diagonal included), via the upper triangle.
@@ -179,10 +183,18 @@ pub fn score_unit(
         .collect();
     let (r, n) = (labels.len(), preds.len());
 
-    // GED (method.md §5.3).
-    let cross: f64 = labels
+    // Cross intersections |Y_i ∩ S_j|, shared by GED and the Dice matrix. `[r, n]`.
+    let cross_inter: Vec<u64> = labels
         .iter()
-        .flat_map(|y| preds.iter().map(move |s| ged_distance(y, s, opts)))
+        .flat_map(|y| preds.iter().map(move |s| y.intersection(s)))
+        .collect();
+
+    // GED (method.md §5.3).
+    let cross: f64 = (0..r * n)
+        .map(|ij| {
+            let (y, s) = (&labels[ij / n], &preds[ij % n]);
+            distance_from_counts(cross_inter[ij], y.union_given(s, cross_inter[ij]), opts)
+        })
         .sum();
     let ged = 2.0 * cross / (r * n) as f64
         - within_set_distance_sum(&labels, opts) / (r * r) as f64
@@ -190,10 +202,16 @@ pub fn score_unit(
 
     let dice_soft = soft_dice(&present, raters, probs, p, opts);
 
-    // Dice matrix M[i, j] = Dice(Y_i, S_j) over present raters (method.md §5.5).
-    let m: Vec<f64> = labels
-        .iter()
-        .flat_map(|y| preds.iter().map(move |s| dice(y, s, opts.dice_eps)))
+    // Dice matrix M[i, j] = Dice(Y_i, S_j) over present raters (method.md §5.5). `[r, n]`.
+    let m: Vec<f64> = (0..r * n)
+        .map(|ij| {
+            dice_from_counts(
+                cross_inter[ij],
+                labels[ij / n].count(),
+                preds[ij % n].count(),
+                opts.dice_eps,
+            )
+        })
         .collect();
     let dice_max = mean((0..r).map(|i| {
         m[i * n..(i + 1) * n]
@@ -268,8 +286,8 @@ fn soft_dice(
     }
     let label_mean: Vec<f64> = votes.iter().map(|&v| v as f64 / r).collect();
     mean(opts.soft_thresholds.iter().map(|&t| {
-        let y = BitMask::from_fn(p, |i| label_mean[i] > t);
-        let s = BitMask::from_fn(p, |i| pred_mean[i] > t);
+        let y = BitMask::from_values(&label_mean, |&v| v > t);
+        let s = BitMask::from_values(&pred_mean, |&v| v > t);
         dice(&y, &s, opts.dice_eps)
     }))
 }
