@@ -80,8 +80,11 @@ fn moore_trace(inside: &dyn Fn(i32, i32) -> bool, start: (i32, i32)) -> (Vec<(i3
     let mut p = start;
     // start is first in raster order, so its west neighbour is outside.
     let mut back = 0usize;
-    let start_back = back;
-    for _ in 0..1_000_000 {
+    // Stop when a (pixel, backtrack) state repeats: the trace has closed (a plain
+    // "back at start with the start's backtrack" test can miss, looping for ever).
+    let mut seen = std::collections::HashSet::new();
+    seen.insert((p, back));
+    loop {
         let mut next = None;
         let mut last_out = (p.0 + N8[back].0, p.1 + N8[back].1);
         for t in 0..8 {
@@ -99,10 +102,12 @@ fn moore_trace(inside: &dyn Fn(i32, i32) -> bool, start: (i32, i32)) -> (Vec<(i3
         let Some(q) = next else { break }; // a single pixel: walked all round it
         back = dir_of((last_out.0 - q.0, last_out.1 - q.1));
         p = q;
-        if p == start && back == start_back {
+        if !seen.insert((p, back)) {
             break;
         }
-        boundary.push(p);
+        if p != start {
+            boundary.push(p);
+        }
     }
     if walk.len() > 1 && walk.first() == walk.last() {
         walk.pop();
