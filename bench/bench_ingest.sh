@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Ingest throughput and peak memory: `dpersona ingest lidc` vs a pydicom/numpy/pyarrow
+# reference converter (bench/ingest_reference.py) on the same synthetic LIDC set, measured
+# in the same run; then dpersona again at 8x the studies to show peak RSS stays flat
+# (bounded channel, row-group-sized writes).
+# Prints Markdown rows: | benchmark | dpersona | reference | ratio | notes |
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${DPERSONA_BIN:-target/release/dpersona}
+PY=${DPERSONA_PYTHON:-.venv/bin/python}
+N=${BENCH_INGEST_STUDIES:-50}
+[ -x "$BIN" ] || cargo build --release --bin dpersona >&2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# measure OUTFILE CMD...: wall seconds and peak RSS (kB) of CMD via GNU time.
+measure() {
+  local out=$1; shift
+  /usr/bin/time -f "%e %M" -o "$out" "$@" > "$out.stdout" 2> "$out.stderr" || { cat "$out.stderr" >&2; return 1; }
+}
+rows_of() { "$PY" -c "import polars as pl,sys; print(pl.read_parquet(sys.argv[1]+'/manifest.parquet')['n_slices'].sum())" "$1"; }
+
+"$BIN" synth lidc "$work/raw" --studies "$N" --seed 1337 > /dev/null
+measure "$work/dp.time" "$BIN" ingest lidc "$work/raw" --out "$work/dp"
+measure "$work/ref.time" "$PY" bench/ingest_reference.py "$work/raw" "$work/ref"
+read -r dp_s dp_kb < "$work/dp.time"
+read -r ref_s ref_kb < "$work/ref.time"
+dp_rows=$(rows_of "$work/dp")
+ref_rows=$(tail -n1 "$work/ref.time.stdout")
+awk -v n="$N" -v dr="$dp_rows" -v ds="$dp_s" -v rr="$ref_rows" -v rs="$ref_s" -v dk="$dp_kb" -v rk="$ref_kb" 'BEGIN {
+  d = dr / ds; r = rr / rs
+  printf "| ingest lidc, %d studies (slices/s) | %.0f | %.0f | %.1fx | %d vs %d rows; %d cores |\n", n, d, r, d / r, dr, rr, ENVIRON["NPROC"]
+  printf "| ingest lidc, %d studies (peak RSS MB) | %.0f | %.0f | %.2fx | lower is better |\n", n, dk / 1024, rk / 1024, dk / rk
+}' NPROC="$(nproc)"
+
+N8=$((N * 8))
+"$BIN" synth lidc "$work/raw8" --studies "$N8" --seed 1337 > /dev/null
+measure "$work/dp8.time" "$BIN" ingest lidc "$work/raw8" --out "$work/dp8"
+read -r dp8_s dp8_kb < "$work/dp8.time"
+dp8_rows=$(rows_of "$work/dp8")
+awk -v n="$N" -v n8="$N8" -v dk="$dp_kb" -v dk8="$dp8_kb" -v r8="$dp8_rows" -v s8="$dp8_s" 'BEGIN {
+  printf "| ingest lidc peak RSS, %d vs %d studies (MB) | %.0f | %.0f | %.2fx | flat memory: %d-study run at %.0f slices/s |\n", n8, n, dk8 / 1024, dk / 1024, dk8 / dk, n8, r8 / s8
+}'
