@@ -39,5 +39,9 @@ pub fn preset(name: &str) -> Option<&'static Preset> {
 
 /// The names of all presets, comma-separated (for error messages and `--help`).
 pub fn preset_names() -> String {
-    PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    PRESETS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -136,7 +136,9 @@ pub fn save(
 /// Deletes this slot's files of other epochs and temporary files left by a killed writer.
 fn remove_stale(dir: &Path, slot: Slot, keep_stem: &str) {
     let prefix = format!("{}-e", slot.name());
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let stale = (name.starts_with(&prefix) && !name.starts_with(keep_stem))
@@ -157,15 +159,21 @@ pub fn read_info(dir: &Path, slot: Slot) -> Result<Option<CheckpointInfo>, Check
         path: path.clone(),
         source,
     })?;
-    serde_json::from_str(&text).map(Some).map_err(|e| CheckpointError::Sidecar {
-        path,
-        reason: e.to_string(),
-    })
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| CheckpointError::Sidecar {
+            path,
+            reason: e.to_string(),
+        })
 }
 
 /// Loads the weights of a checkpoint into `vs` (every variable must be present: a wrong
 /// file is an error, unlike the authors' `strict=False`, §6.1 item 17).
-pub fn load_weights(dir: &Path, info: &CheckpointInfo, vs: &mut VarStore) -> Result<PathBuf, CheckpointError> {
+pub fn load_weights(
+    dir: &Path,
+    info: &CheckpointInfo,
+    vs: &mut VarStore,
+) -> Result<PathBuf, CheckpointError> {
     let path = dir.join(&info.weights);
     vs.load(&path).map_err(|source| CheckpointError::Torch {
         path: path.clone(),
@@ -175,10 +183,17 @@ pub fn load_weights(dir: &Path, info: &CheckpointInfo, vs: &mut VarStore) -> Res
 }
 
 /// Restores the Adam state of a `last` checkpoint.
-pub fn load_optimizer(dir: &Path, info: &CheckpointInfo, adam: &mut Adam) -> Result<(), CheckpointError> {
-    let file = info.optimizer.as_ref().ok_or_else(|| CheckpointError::Sidecar {
-        path: dir.join("last.json"),
-        reason: "no optimizer state recorded".into(),
-    })?;
+pub fn load_optimizer(
+    dir: &Path,
+    info: &CheckpointInfo,
+    adam: &mut Adam,
+) -> Result<(), CheckpointError> {
+    let file = info
+        .optimizer
+        .as_ref()
+        .ok_or_else(|| CheckpointError::Sidecar {
+            path: dir.join("last.json"),
+            reason: "no optimizer state recorded".into(),
+        })?;
     Ok(adam.load(&dir.join(file))?)
 }

@@ -36,7 +36,10 @@ impl DeviceArg {
             DeviceArg::Auto => Device::cuda_if_available(),
             DeviceArg::Cpu => Device::Cpu,
             DeviceArg::Cuda => {
-                anyhow::ensure!(tch::Cuda::is_available(), "--device cuda: no CUDA device is available");
+                anyhow::ensure!(
+                    tch::Cuda::is_available(),
+                    "--device cuda: no CUDA device is available"
+                );
                 Device::Cuda(0)
             }
         })
@@ -168,7 +171,10 @@ pub enum UnitArg {
 }
 
 /// Builds the configuration of a new run from the flags.
-pub fn resolve_config(args: &TrainArgs, manifest: &schemas::manifest::Manifest) -> anyhow::Result<(String, TrainConfig)> {
+pub fn resolve_config(
+    args: &TrainArgs,
+    manifest: &schemas::manifest::Manifest,
+) -> anyhow::Result<(String, TrainConfig)> {
     let preset = args.preset.clone().unwrap_or_else(|| {
         match manifest.header.source_kind {
             schemas::manifest::SourceKind::Lidc => "paper-lidc",
@@ -201,7 +207,10 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let manifest = schemas::manifest::Manifest::read(&args.manifest)?;
     if args.resume {
-        anyhow::ensure!(args.out.is_some(), "--resume needs --out RUN (the run folder to continue)");
+        anyhow::ensure!(
+            args.out.is_some(),
+            "--resume needs --out RUN (the run folder to continue)"
+        );
         let overrides = args.preset.is_some()
             || args.config.is_some()
             || args.seed.is_some()
@@ -215,10 +224,9 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     let (preset, config) = resolve_config(&args, &manifest)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| RunDir::default_path(Path::new("runs"), &manifest.header.dataset, "dpersona"));
+    let out = args.out.clone().unwrap_or_else(|| {
+        RunDir::default_path(Path::new("runs"), &manifest.header.dataset, "dpersona")
+    });
     let stages = match args.stage {
         StageArg::One => Stages::One,
         StageArg::Two => Stages::Two,
@@ -248,10 +256,16 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             best.metric_name,
             best.metric,
             best.epoch + 1,
-            RunDir::new(&out).stage_dir(*stage).join(&best.weights).display()
+            RunDir::new(&out)
+                .stage_dir(*stage)
+                .join(&best.weights)
+                .display()
         );
     }
-    println!("run: {}  (logs: train.log, train_log.parquet; latest: {LATEST_POINTER})", out.display());
+    println!(
+        "run: {}  (logs: train.log, train_log.parquet; latest: {LATEST_POINTER})",
+        out.display()
+    );
     Ok(())
 }
 
@@ -264,7 +278,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             .manifest
             .as_ref()
             .context("--predictions needs --manifest (the labels to score against)")?;
-        let (written, units) = evaluate_predictions_dir(dir, manifest, &args.out, args.ged_empty_pair)?;
+        let (written, units) =
+            evaluate_predictions_dir(dir, manifest, &args.out, args.ged_empty_pair)?;
         println!(
             "scored {units} units from {} -> {} ({} rows; summary {})",
             dir.display(),

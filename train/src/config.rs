@@ -212,7 +212,8 @@ impl TrainConfig {
     /// Preset `preset` with the partial TOML `user` (text, origin label) merged over it.
     /// Unknown keys and wrong types are errors naming the key and where it came from.
     pub fn resolve(preset: &str, user: Option<(&str, &str)>) -> Result<Self, ConfigError> {
-        let p = data_manifests::preset(preset).ok_or_else(|| ConfigError::UnknownPreset(preset.to_string()))?;
+        let p = data_manifests::preset(preset)
+            .ok_or_else(|| ConfigError::UnknownPreset(preset.to_string()))?;
         let origin_preset = format!("preset `{preset}`");
         let mut value = parse_toml(p.toml, &origin_preset)?;
         let origin = match user {
@@ -228,7 +229,8 @@ impl TrainConfig {
             message: e.to_string(),
         })?;
         let cfg = Self::from_toml_str(&merged, &origin)?;
-        cfg.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
+        cfg.validate()
+            .map_err(|message| ConfigError::Invalid { origin, message })?;
         Ok(cfg)
     }
 
@@ -262,7 +264,11 @@ impl TrainConfig {
         if o.batch_size == 0 || self.validation.batch_size == 0 {
             return Err("optim.batch_size and validation.batch_size must be >= 1".into());
         }
-        if self.losses.k_bound < 1 || self.stage2.bank < 1 || self.validation.bank < 1 || self.validation.samples < 1 {
+        if self.losses.k_bound < 1
+            || self.stage2.bank < 1
+            || self.validation.bank < 1
+            || self.validation.samples < 1
+        {
             return Err(format!(
                 "losses.k_bound {}, stage2.bank {}, validation.bank {} and validation.samples {} must be >= 1",
                 self.losses.k_bound, self.stage2.bank, self.validation.bank, self.validation.samples
@@ -309,7 +315,10 @@ mod tests {
     fn paper_presets_hold_method_section_4() {
         let lidc = TrainConfig::preset("paper-lidc").unwrap();
         assert_eq!(lidc.model, ModelConfig::paper(1));
-        assert_eq!((lidc.optim.epochs_stage1, lidc.optim.epochs_stage2), (100, 100));
+        assert_eq!(
+            (lidc.optim.epochs_stage1, lidc.optim.epochs_stage2),
+            (100, 100)
+        );
         assert_eq!(lidc.optim.batch_size, 12);
         assert_eq!(lidc.optim.lr, 1e-4);
         assert_eq!(lidc.losses.k_bound, 10);
@@ -323,14 +332,24 @@ mod tests {
         assert_eq!(lidc.seed, 1337);
         let npc = TrainConfig::preset("paper-npc").unwrap();
         assert_eq!(npc.model, ModelConfig::paper(3));
-        assert_eq!((npc.optim.epochs_stage1, npc.optim.epochs_stage2), (200, 200));
+        assert_eq!(
+            (npc.optim.epochs_stage1, npc.optim.epochs_stage2),
+            (200, 200)
+        );
         assert_eq!(npc.validation.select_on, SelectOn::Val);
-        assert_eq!(TrainConfig::preset("small").unwrap().model, ModelConfig::small(1));
+        assert_eq!(
+            TrainConfig::preset("small").unwrap().model,
+            ModelConfig::small(1)
+        );
     }
 
     #[test]
     fn user_toml_overrides_only_its_keys() {
-        let cfg = TrainConfig::resolve("paper-lidc", Some(("[optim]\nepochs_stage1 = 3\n", "mine.toml"))).unwrap();
+        let cfg = TrainConfig::resolve(
+            "paper-lidc",
+            Some(("[optim]\nepochs_stage1 = 3\n", "mine.toml")),
+        )
+        .unwrap();
         assert_eq!(cfg.optim.epochs_stage1, 3);
         assert_eq!(cfg.optim.epochs_stage2, 100);
         assert_eq!(cfg.optim.lr, 1e-4);
@@ -338,12 +357,17 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_naming_key_and_file() {
-        let err = TrainConfig::resolve("small", Some(("[optim]\nlearning_rate = 0.1\n", "mine.toml")))
-            .unwrap_err()
-            .to_string();
+        let err = TrainConfig::resolve(
+            "small",
+            Some(("[optim]\nlearning_rate = 0.1\n", "mine.toml")),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("learning_rate"), "{err}");
         assert!(err.contains("mine.toml"), "{err}");
-        let err = TrainConfig::resolve("small", Some(("sed = 1\n", "top.toml"))).unwrap_err().to_string();
+        let err = TrainConfig::resolve("small", Some(("sed = 1\n", "top.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sed"), "{err}");
     }
 
@@ -353,11 +377,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lr"), "{err}");
-        let err = TrainConfig::resolve("small", Some(("[stage2]\nbackbone_bn = \"frozen\"\n", "t.toml")))
+        let err = TrainConfig::resolve(
+            "small",
+            Some(("[stage2]\nbackbone_bn = \"frozen\"\n", "t.toml")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("frozen"), "{err}");
+        let err = TrainConfig::resolve("small", Some(("[optim]\nlr = -1.0\n", "t.toml")))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("frozen"), "{err}");
-        let err = TrainConfig::resolve("small", Some(("[optim]\nlr = -1.0\n", "t.toml"))).unwrap_err().to_string();
         assert!(err.contains("optim.lr"), "{err}");
         let err = TrainConfig::resolve("nope", None).unwrap_err().to_string();
         assert!(err.contains("paper-lidc"), "{err}");

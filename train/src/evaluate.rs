@@ -98,7 +98,10 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let run = RunDir::new(&opts.run);
     let mut cfg = run.read_config()?;
     let info = run.read_info()?;
-    let manifest_path = opts.manifest.clone().unwrap_or_else(|| info.manifest.clone());
+    let manifest_path = opts
+        .manifest
+        .clone()
+        .unwrap_or_else(|| info.manifest.clone());
     let manifest = Manifest::read(&manifest_path)?;
     adapt_to_manifest(&mut cfg, &manifest);
     let fold = opts.fold.or(info.fold);
@@ -115,7 +118,9 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let mut expected: HashMap<(String, String), usize> = HashMap::new();
     for i in 0..dataset.len() {
         let id = dataset.get(i).id;
-        *expected.entry((id.study_id.clone(), id.target_id.clone())).or_default() += 1;
+        *expected
+            .entry((id.study_id.clone(), id.target_id.clone()))
+            .or_default() += 1;
     }
     let loader = Loader::new(
         dataset,
@@ -154,8 +159,9 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let mut shas = Vec::new();
     for stage in stages {
         let dir = run.stage_dir(stage);
-        let best = checkpoint::read_info(&dir, Slot::Best)?
-            .ok_or_else(|| EvalError::Setup(format!("{}: no best checkpoint (best.json)", dir.display())))?;
+        let best = checkpoint::read_info(&dir, Slot::Best)?.ok_or_else(|| {
+            EvalError::Setup(format!("{}: no best checkpoint (best.json)", dir.display()))
+        })?;
         let (mut vs, model) = build_model(&cfg, opts.device)?;
         let weights = checkpoint::load_weights(&dir, &best, &mut vs)?;
         let sha = schemas::hashing::sha256_file(&weights)?;
@@ -168,9 +174,18 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         }
         shas.push((stage, sha.clone()));
         let evaluations: Vec<(Outputs, u32, u32)> = if stage == 1 {
-            opts.samples.iter().map(|&n| (Outputs::Samples(n as i64), n, 0)).collect()
+            opts.samples
+                .iter()
+                .map(|&n| (Outputs::Samples(n as i64), n, 0))
+                .collect()
         } else {
-            vec![(Outputs::Personalised { bank: opts.bank as i64 }, 0, opts.bank)]
+            vec![(
+                Outputs::Personalised {
+                    bank: opts.bank as i64,
+                },
+                0,
+                opts.bank,
+            )]
         };
         for (outputs, n_samples, bank) in evaluations {
             let ctx = EvalContext {
@@ -190,16 +205,40 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
                     } else {
                         format!("stage2_bank{bank}")
                     };
-                    Some(PredictionWriter::create(&root.join(sub), &PredictionsHeader::new(&ctx, unit, fold))?)
+                    Some(PredictionWriter::create(
+                        &root.join(sub),
+                        &PredictionsHeader::new(&ctx, unit, fold),
+                    )?)
                 }
                 None => None,
             };
             // The seed is reset before each evaluation, as the authors reset it per fold.
-            reseed(opts.seed, Stream::Inference, stage, n_samples as u64, bank as u64);
+            reseed(
+                opts.seed,
+                Stream::Inference,
+                stage,
+                n_samples as u64,
+                bank as u64,
+            );
             let before = rows.len();
-            let units = run_one(&loader, &model, opts.device, outputs, unit, &expected, &metric_opts, &ctx, writer.as_ref(), &mut rows)?;
+            let units = run_one(
+                &loader,
+                &model,
+                opts.device,
+                outputs,
+                unit,
+                &expected,
+                &metric_opts,
+                &ctx,
+                writer.as_ref(),
+                &mut rows,
+            )?;
             let mean = |name: &str| {
-                let v: Vec<f64> = rows[before..].iter().filter(|r| r.metric == name).map(|r| r.value).collect();
+                let v: Vec<f64> = rows[before..]
+                    .iter()
+                    .filter(|r| r.metric == name)
+                    .map(|r| r.value)
+                    .collect();
                 v.iter().sum::<f64>() / v.len().max(1) as f64
             };
             lines.push(EvalLine {
@@ -212,7 +251,11 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
             });
         }
     }
-    let written = write_results(&opts.out, &rows, &Conventions::new(&metric_opts, unit, opts.seed))?;
+    let written = write_results(
+        &opts.out,
+        &rows,
+        &Conventions::new(&metric_opts, unit, opts.seed),
+    )?;
     Ok(EvalSummary {
         written,
         lines,
@@ -343,7 +386,10 @@ fn push_scores(
         }
         // A unit that no rater read has no label: it is left out, as in the authors' data.
         Err(ScoreError::NoRaters) => Ok(()),
-        Err(e) => Err(EvalError::Setup(format!("{}/{}: {e}", uid.study_id, uid.target_id))),
+        Err(e) => Err(EvalError::Setup(format!(
+            "{}/{}: {e}",
+            uid.study_id, uid.target_id
+        ))),
     }
 }
 

@@ -26,9 +26,15 @@ pub fn predict(model: &DPersona, x: &Tensor, outputs: Outputs) -> Tensor {
         let prior = model.prior(x);
         let logits = match outputs {
             Outputs::Samples(n) => model.decode_many(&feats, &prior.sample_n(n)),
-            Outputs::Personalised { bank } => model.personalised(&feats, &prior.sample_n(bank), false),
+            Outputs::Personalised { bank } => {
+                model.personalised(&feats, &prior.sample_n(bank), false)
+            }
         };
-        logits.sigmoid().to_device(Device::Cpu).to_kind(Kind::Float).contiguous()
+        logits
+            .sigmoid()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous()
     })
 }
 
@@ -71,7 +77,10 @@ impl BatchPredictions {
     pub fn raters_of(&self, b: usize) -> Vec<Option<&[u8]>> {
         let base = b * self.r * self.hw;
         (0..self.r)
-            .map(|k| self.present[b * self.r + k].then(|| &self.labels[base + k * self.hw..base + (k + 1) * self.hw]))
+            .map(|k| {
+                self.present[b * self.r + k]
+                    .then(|| &self.labels[base + k * self.hw..base + (k + 1) * self.hw])
+            })
             .collect()
     }
 

@@ -19,7 +19,10 @@ pub enum OptimError {
         source: tch::TchError,
     },
     #[error("{path}: optimiser state does not fit the model: {reason}")]
-    Mismatch { path: std::path::PathBuf, reason: String },
+    Mismatch {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// Adam hyper-parameters (the learning rate is set per epoch by the schedule).
@@ -79,13 +82,20 @@ impl Adam {
 
     /// The trainable variables of `vs` whose name lies under one of `prefixes` (all
     /// trainable variables for an empty list), sorted by name for a stable order.
-    pub fn select(vs: &tch::nn::VarStore, prefixes: &[&str], exclude: &[&str]) -> Vec<(String, Tensor)> {
+    pub fn select(
+        vs: &tch::nn::VarStore,
+        prefixes: &[&str],
+        exclude: &[&str],
+    ) -> Vec<(String, Tensor)> {
         let mut out: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
             .filter(|(name, t)| {
                 t.requires_grad()
-                    && (prefixes.is_empty() || prefixes.iter().any(|p| crate::models::under_prefix(name, p)))
+                    && (prefixes.is_empty()
+                        || prefixes
+                            .iter()
+                            .any(|p| crate::models::under_prefix(name, p)))
                     && !exclude.iter().any(|p| crate::models::under_prefix(name, p))
             })
             .collect();
@@ -165,7 +175,9 @@ impl Adam {
             path: path.to_path_buf(),
             reason,
         };
-        let step = map.get("step").ok_or_else(|| mismatch("no `step` entry".into()))?;
+        let step = map
+            .get("step")
+            .ok_or_else(|| mismatch("no `step` entry".into()))?;
         let expected_entries = 2 * self.names.len() + 1;
         if map.len() != expected_entries {
             return Err(mismatch(format!(
@@ -178,9 +190,15 @@ impl Adam {
             for ((name, m), v) in self.names.iter().zip(&mut self.m).zip(&mut self.v) {
                 for (prefix, dst) in [("m", &mut *m), ("v", &mut *v)] {
                     let key = format!("{prefix}.{name}");
-                    let src = map.get(&key).ok_or_else(|| mismatch(format!("missing `{key}`")))?;
+                    let src = map
+                        .get(&key)
+                        .ok_or_else(|| mismatch(format!("missing `{key}`")))?;
                     if src.size() != dst.size() {
-                        return Err(mismatch(format!("`{key}` has shape {:?}, expected {:?}", src.size(), dst.size())));
+                        return Err(mismatch(format!(
+                            "`{key}` has shape {:?}, expected {:?}",
+                            src.size(),
+                            dst.size()
+                        )));
                     }
                     dst.copy_(&src.to_kind(Kind::Float).to_device(dst.device()));
                 }
@@ -201,7 +219,11 @@ mod tests {
     #[test]
     fn first_step_moves_each_weight_by_lr_against_its_gradient() {
         let p = Tensor::from_slice(&[1.0f32, -2.0, 3.0]).set_requires_grad(true);
-        let mut adam = Adam::new(vec![("p".into(), p.shallow_clone())], AdamParams::default(), 0.1);
+        let mut adam = Adam::new(
+            vec![("p".into(), p.shallow_clone())],
+            AdamParams::default(),
+            0.1,
+        );
         let loss = (&p * Tensor::from_slice(&[2.0f32, -1.0, 0.5])).sum(Kind::Float);
         loss.backward();
         adam.step();

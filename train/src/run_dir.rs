@@ -94,18 +94,27 @@ impl RunDir {
     }
 
     pub fn write_config(&self, cfg: &TrainConfig) -> Result<(), RunDirError> {
-        Ok(schemas::atomic::write_file_atomic(&self.config_path(), cfg.to_toml().as_bytes())?)
+        Ok(schemas::atomic::write_file_atomic(
+            &self.config_path(),
+            cfg.to_toml().as_bytes(),
+        )?)
     }
 
     pub fn read_config(&self) -> Result<TrainConfig, RunDirError> {
         let path = self.config_path();
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        Ok(TrainConfig::from_toml_str(&text, &path.display().to_string())?)
+        Ok(TrainConfig::from_toml_str(
+            &text,
+            &path.display().to_string(),
+        )?)
     }
 
     pub fn write_info(&self, info: &RunInfo) -> Result<(), RunDirError> {
         let json = serde_json::to_string_pretty(info).expect("run info serialises");
-        Ok(schemas::atomic::write_file_atomic(&self.info_path(), json.as_bytes())?)
+        Ok(schemas::atomic::write_file_atomic(
+            &self.info_path(),
+            json.as_bytes(),
+        )?)
     }
 
     pub fn read_info(&self) -> Result<RunInfo, RunDirError> {
@@ -120,20 +129,28 @@ impl RunDir {
     /// Records this run as the latest in `pointer` (a text file holding the absolute path).
     pub fn mark_latest(&self, pointer: &Path) -> Result<(), RunDirError> {
         let abs = std::path::absolute(&self.root).map_err(io(&self.root))?;
-        Ok(schemas::atomic::write_file_atomic(pointer, format!("{}\n", abs.display()).as_bytes())?)
+        Ok(schemas::atomic::write_file_atomic(
+            pointer,
+            format!("{}\n", abs.display()).as_bytes(),
+        )?)
     }
 
     /// The run a `latest` pointer file names.
     pub fn from_latest(pointer: &Path) -> Result<Self, RunDirError> {
         let text = std::fs::read_to_string(pointer).map_err(|e| RunDirError::Bad {
             path: pointer.to_path_buf(),
-            reason: format!("cannot read the latest-run pointer ({e}); train a run first or pass --run"),
+            reason: format!(
+                "cannot read the latest-run pointer ({e}); train a run first or pass --run"
+            ),
         })?;
         let run = Self::new(text.trim());
         if !run.exists() {
             return Err(RunDirError::Bad {
                 path: pointer.to_path_buf(),
-                reason: format!("points at {}, which holds no config.toml", run.root.display()),
+                reason: format!(
+                    "points at {}, which holds no config.toml",
+                    run.root.display()
+                ),
             });
         }
         Ok(run)

@@ -115,7 +115,10 @@ pub struct TrainSummary {
 /// Training and validation selections for a fold (or the split columns without one).
 pub fn selections(fold: Option<u32>, select_on: SelectOn) -> (Selection, Selection) {
     match (fold, select_on) {
-        (Some(k), SelectOn::Test) => (Selection::fold(k, FoldRole::Train), Selection::fold(k, FoldRole::Test)),
+        (Some(k), SelectOn::Test) => (
+            Selection::fold(k, FoldRole::Train),
+            Selection::fold(k, FoldRole::Test),
+        ),
         (Some(k), SelectOn::Val) => (
             Selection {
                 split: Some("train".into()),
@@ -133,7 +136,9 @@ pub fn selections(fold: Option<u32>, select_on: SelectOn) -> (Selection, Selecti
 
 /// Builds the model in a fresh `VarStore`; initialisation draws are seeded from the run seed.
 pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<(VarStore, DPersona), TrainError> {
-    cfg.model.validate().map_err(|e| TrainError::Setup(e.to_string()))?;
+    cfg.model
+        .validate()
+        .map_err(|e| TrainError::Setup(e.to_string()))?;
     reseed(cfg.seed, Stream::Init, 0, 0, 0);
     let vs = VarStore::new(device);
     let model = DPersona::new(&vs.root(), &cfg.model);
@@ -148,7 +153,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         if !run.exists() {
             return Err(TrainError::Resume {
                 run: opts.run.clone(),
-                reason: "--resume given but the folder holds no config.toml (no run to resume)".into(),
+                reason: "--resume given but the folder holds no config.toml (no run to resume)"
+                    .into(),
             });
         }
         let info = run.read_info()?;
@@ -195,7 +201,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     if let Some(p) = &opts.latest_pointer {
         run.mark_latest(p)?;
     }
-    let fold = if opts.resume { run.read_info()?.fold } else { opts.fold };
+    let fold = if opts.resume {
+        run.read_info()?.fold
+    } else {
+        opts.fold
+    };
     let (train_sel, val_sel) = selections(fold, cfg.validation.select_on);
     let train_ds = Dataset::from_manifest(manifest.clone(), &train_sel)?;
     let val_ds = Dataset::from_manifest(manifest.clone(), &val_sel)?;
@@ -231,7 +241,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let mut log = TrainLog::open(&run)?;
     let mut best = Vec::new();
     for stage in opts.stages.list() {
-        match run_stage(&ctx, stage, &mut log, opts.backbone_weights.as_deref(), opts.stop_after)? {
+        match run_stage(
+            &ctx,
+            stage,
+            &mut log,
+            opts.backbone_weights.as_deref(),
+            opts.stop_after,
+        )? {
             Some(info) => best.push((stage, info)),
             None => {
                 return Ok(TrainSummary {
@@ -303,7 +319,10 @@ fn run_stage(
             if info.config_hash != cfg.hash() {
                 return Err(TrainError::Resume {
                     run: ctx.run.root.clone(),
-                    reason: format!("{}: checkpoint was made with another config.toml", dir.display()),
+                    reason: format!(
+                        "{}: checkpoint was made with another config.toml",
+                        dir.display()
+                    ),
                 });
             }
             checkpoint::load_weights(&dir, &info, &mut vs)?;
@@ -386,13 +405,30 @@ fn run_stage(
                         Tensor::full([batch.b as i64], r, (Kind::Int64, ctx.device))
                     }
                     RaterDraw::PerSample => {
-                        let rs: Vec<i64> = (0..batch.b).map(|_| rng.random_range(0..batch.r as i64)).collect();
+                        let rs: Vec<i64> = (0..batch.b)
+                            .map(|_| rng.random_range(0..batch.r as i64))
+                            .collect();
                         Tensor::from_slice(&rs).to_device(ctx.device)
                     }
                 };
                 let opts = cfg.losses.stage1_options();
-                let l = stage1_losses(&model, &t.images, &t.masks, &t.union, &t.intersection, &rater, &opts, true);
-                vec![("total", l.total), ("rec", l.rec), ("kl", l.kl), ("bound", l.bound), ("l2", l.l2)]
+                let l = stage1_losses(
+                    &model,
+                    &t.images,
+                    &t.masks,
+                    &t.union,
+                    &t.intersection,
+                    &rater,
+                    &opts,
+                    true,
+                );
+                vec![
+                    ("total", l.total),
+                    ("rec", l.rec),
+                    ("kl", l.kl),
+                    ("bound", l.bound),
+                    ("l2", l.l2),
+                ]
             } else {
                 let total = stage2_loss(
                     &model,
@@ -404,12 +440,24 @@ fn run_stage(
                 );
                 vec![("total", total)]
             };
-            let values: Vec<(&'static str, f64)> = terms.iter().map(|(n, t)| (*n, t.double_value(&[]))).collect();
+            let values: Vec<(&'static str, f64)> = terms
+                .iter()
+                .map(|(n, t)| (*n, t.double_value(&[])))
+                .collect();
             let elapsed = started.elapsed().as_secs_f64();
             if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
                 consecutive += 1;
                 skipped += 1;
-                log.push(row(stage, epoch, step, "event", "skipped_nonfinite", 1.0, lr, elapsed));
+                log.push(row(
+                    stage,
+                    epoch,
+                    step,
+                    "event",
+                    "skipped_nonfinite",
+                    1.0,
+                    lr,
+                    elapsed,
+                ));
                 if consecutive >= cfg.nan.max_consecutive {
                     return Err(TrainError::NonFinite {
                         stage,
@@ -438,7 +486,16 @@ fn run_stage(
 
         let metric = validate(ctx, &model, stage, epoch)?;
         let elapsed = started.elapsed().as_secs_f64();
-        log.push(row(stage, epoch, step, "val", &metric_name, metric, lr, elapsed));
+        log.push(row(
+            stage,
+            epoch,
+            step,
+            "val",
+            &metric_name,
+            metric,
+            lr,
+            elapsed,
+        ));
         let info = |best_metric: f64, best_epoch: u32| CheckpointInfo {
             stage,
             epoch,
@@ -475,7 +532,13 @@ fn run_stage(
             ),
         );
         log.flush()?;
-        checkpoint::save(&dir, Slot::Last, info(best_metric, best_epoch), &vs, Some(&adam))?;
+        checkpoint::save(
+            &dir,
+            Slot::Last,
+            info(best_metric, best_epoch),
+            &vs,
+            Some(&adam),
+        )?;
         if let Some(line) = log.last_line() {
             bar.println(line);
         }
@@ -501,13 +564,20 @@ pub fn metric_name(stage: u8, sel: Stage2Selection) -> String {
 
 /// Mean validation metric over the validation slices (method.md §4): Stage I Dice_match of
 /// N prior samples; Stage II per-rater Dice of the heads (matched or by identity).
-fn validate(ctx: &StageContext<'_>, model: &DPersona, stage: u8, epoch: u32) -> Result<f64, TrainError> {
+fn validate(
+    ctx: &StageContext<'_>,
+    model: &DPersona,
+    stage: u8,
+    epoch: u32,
+) -> Result<f64, TrainError> {
     let cfg = ctx.cfg;
     reseed(cfg.seed, Stream::Validation, stage, epoch as u64, 0);
     let outputs = if stage == 1 {
         Outputs::Samples(cfg.validation.samples)
     } else {
-        Outputs::Personalised { bank: cfg.validation.bank }
+        Outputs::Personalised {
+            bank: cfg.validation.bank,
+        }
     };
     let opts = eval::unit_metrics::MetricOptions::default();
     let (mut sum, mut count) = (0.0f64, 0usize);
@@ -534,7 +604,9 @@ fn validate(ctx: &StageContext<'_>, model: &DPersona, stage: u8, epoch: u32) -> 
         }
     }
     if count == 0 {
-        return Err(TrainError::Validation("no validation slice has a present rater".into()));
+        return Err(TrainError::Validation(
+            "no validation slice has a present rater".into(),
+        ));
     }
     Ok(sum / count as f64)
 }
@@ -548,7 +620,16 @@ fn zero_all_grads(vs: &VarStore) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn row(stage: u8, epoch: u32, step: u64, kind: &str, name: &str, value: f64, lr: f64, elapsed_s: f64) -> TrainLogRecord {
+fn row(
+    stage: u8,
+    epoch: u32,
+    step: u64,
+    kind: &str,
+    name: &str,
+    value: f64,
+    lr: f64,
+    elapsed_s: f64,
+) -> TrainLogRecord {
     TrainLogRecord {
         stage,
         epoch,
@@ -583,17 +664,26 @@ impl TermSums {
 
     fn means(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
         let n = self.n.max(1) as f64;
-        self.names.iter().zip(&self.sums).map(move |(name, s)| (*name, s / n))
+        self.names
+            .iter()
+            .zip(&self.sums)
+            .map(move |(name, s)| (*name, s / n))
     }
 
     fn long(&self) -> String {
         if self.n == 0 {
             return "no finite step".into();
         }
-        self.means().map(|(n, v)| format!("{n} {v:.4}")).collect::<Vec<_>>().join(" ")
+        self.means()
+            .map(|(n, v)| format!("{n} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn short(&self) -> String {
-        self.means().map(|(n, v)| format!("{n} {v:.3}")).collect::<Vec<_>>().join(" ")
+        self.means()
+            .map(|(n, v)| format!("{n} {v:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }

@@ -12,20 +12,31 @@ fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(p.exists(), "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv");
+    assert!(
+        p.exists(),
+        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
+    );
     p
 }
 
 fn values(n: usize, a: f64, b: f64) -> Vec<f32> {
-    (0..n).map(|i| ((i as f64 * a + b).sin() * 1.5) as f32).collect()
+    (0..n)
+        .map(|i| ((i as f64 * a + b).sin() * 1.5) as f32)
+        .collect()
 }
 
 #[test]
 fn adam_matches_torch_optim_adam() {
-    let (w0, x, y) = (values(12, 0.7, 0.3), values(15, 1.3, 0.1), values(20, 0.37, 2.0));
+    let (w0, x, y) = (
+        values(12, 0.7, 0.3),
+        values(15, 1.3, 0.1),
+        values(20, 0.37, 2.0),
+    );
     let steps = 30u32;
     let lrs: Vec<f64> = (0..steps).map(|s| cosine_lr(0.05, s, steps)).collect();
-    let w = Tensor::from_slice(&w0).reshape([3, 4]).set_requires_grad(true);
+    let w = Tensor::from_slice(&w0)
+        .reshape([3, 4])
+        .set_requires_grad(true);
     let xt = Tensor::from_slice(&x).reshape([5, 3]);
     let yt = Tensor::from_slice(&y).reshape([5, 4]);
     let params = AdamParams::default();
@@ -33,7 +44,8 @@ fn adam_matches_torch_optim_adam() {
     for &lr in &lrs {
         adam.set_lr(lr);
         adam.zero_grad();
-        let loss = (xt.matmul(&w) - &yt).square().sum(Kind::Float) + w.pow_tensor_scalar(3).sum(Kind::Float) * 0.01;
+        let loss = (xt.matmul(&w) - &yt).square().sum(Kind::Float)
+            + w.pow_tensor_scalar(3).sum(Kind::Float) * 0.01;
         loss.backward();
         adam.step();
     }
@@ -45,10 +57,20 @@ fn adam_matches_torch_optim_adam() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("case.json");
     std::fs::write(&file, case.to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/py/check_adam_against_torch.py");
-    let out = Command::new(python()).arg(&script).arg(&file).output().expect("python runs");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/py/check_adam_against_torch.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .expect("python runs");
     println!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -63,18 +85,30 @@ fn adam_state_survives_save_and_load() {
     };
     // Uninterrupted: 6 steps.
     let a = make();
-    let mut adam_a = Adam::new(vec![("p".into(), a.shallow_clone())], AdamParams::default(), 0.1);
+    let mut adam_a = Adam::new(
+        vec![("p".into(), a.shallow_clone())],
+        AdamParams::default(),
+        0.1,
+    );
     run(&a, &mut adam_a, 6);
     // Interrupted after 3 steps: save, rebuild from scratch, load, 3 more.
     let b = make();
-    let mut adam_b = Adam::new(vec![("p".into(), b.shallow_clone())], AdamParams::default(), 0.1);
+    let mut adam_b = Adam::new(
+        vec![("p".into(), b.shallow_clone())],
+        AdamParams::default(),
+        0.1,
+    );
     run(&b, &mut adam_b, 3);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("adam.safetensors");
     adam_b.save(&file).unwrap();
     let weights = b.detach().copy();
     let c = weights.set_requires_grad(true);
-    let mut adam_c = Adam::new(vec![("p".into(), c.shallow_clone())], AdamParams::default(), 0.1);
+    let mut adam_c = Adam::new(
+        vec![("p".into(), c.shallow_clone())],
+        AdamParams::default(),
+        0.1,
+    );
     adam_c.load(&file).unwrap();
     assert_eq!(adam_c.steps(), 3);
     run(&c, &mut adam_c, 3);

@@ -12,7 +12,10 @@ use trainer_fixture::{options, small_config, write_dataset};
 
 fn load(dir: &Path, slot: Slot) -> HashMap<String, Tensor> {
     let info = read_info(dir, slot).unwrap().unwrap();
-    Tensor::read_safetensors(dir.join(info.weights)).unwrap().into_iter().collect()
+    Tensor::read_safetensors(dir.join(info.weights))
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 fn assert_identical(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>, what: &str) {
@@ -38,14 +41,25 @@ fn resumed_run_equals_uninterrupted_run() {
     let mut o = options(&manifest, &parts, cfg, Stages::Both);
     o.stop_after = Some((1, 1));
     assert!(!train(&o).unwrap().completed);
-    assert_eq!(read_info(&parts.join("stage1"), Slot::Last).unwrap().unwrap().epoch, 1);
+    assert_eq!(
+        read_info(&parts.join("stage1"), Slot::Last)
+            .unwrap()
+            .unwrap()
+            .epoch,
+        1
+    );
     o.resume = true;
     o.stop_after = Some((2, 0));
     assert!(!train(&o).unwrap().completed);
     o.stop_after = None;
     assert!(train(&o).unwrap().completed);
 
-    for (stage, slot) in [(1, Slot::Last), (1, Slot::Best), (2, Slot::Last), (2, Slot::Best)] {
+    for (stage, slot) in [
+        (1, Slot::Last),
+        (1, Slot::Best),
+        (2, Slot::Last),
+        (2, Slot::Best),
+    ] {
         let dir = format!("stage{stage}");
         assert_identical(
             &load(&full.join(&dir), slot),
@@ -54,10 +68,26 @@ fn resumed_run_equals_uninterrupted_run() {
         );
     }
     // The logs hold each epoch once, as in the uninterrupted run.
-    let (a, _) = schemas::read_table::<schemas::train_log::TrainLogRecord>(&full.join("train_log.parquet")).unwrap();
-    let (b, _) = schemas::read_table::<schemas::train_log::TrainLogRecord>(&parts.join("train_log.parquet")).unwrap();
-    let key = |r: &schemas::train_log::TrainLogRecord| (r.stage, r.epoch, r.step, r.kind.clone(), r.name.clone(), r.value.to_bits());
-    assert_eq!(a.iter().map(key).collect::<Vec<_>>(), b.iter().map(key).collect::<Vec<_>>());
+    let (a, _) =
+        schemas::read_table::<schemas::train_log::TrainLogRecord>(&full.join("train_log.parquet"))
+            .unwrap();
+    let (b, _) =
+        schemas::read_table::<schemas::train_log::TrainLogRecord>(&parts.join("train_log.parquet"))
+            .unwrap();
+    let key = |r: &schemas::train_log::TrainLogRecord| {
+        (
+            r.stage,
+            r.epoch,
+            r.step,
+            r.kind.clone(),
+            r.name.clone(),
+            r.value.to_bits(),
+        )
+    };
+    assert_eq!(
+        a.iter().map(key).collect::<Vec<_>>(),
+        b.iter().map(key).collect::<Vec<_>>()
+    );
     let text = std::fs::read_to_string(parts.join("train.log")).unwrap();
     assert_eq!(text.lines().count(), 5, "{text}");
 }

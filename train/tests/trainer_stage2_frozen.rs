@@ -14,7 +14,10 @@ use trainer_fixture::{options, small_config, write_dataset};
 
 fn load(dir: &Path, slot: Slot) -> HashMap<String, Tensor> {
     let info = read_info(dir, slot).unwrap().unwrap();
-    Tensor::read_safetensors(dir.join(info.weights)).unwrap().into_iter().collect()
+    Tensor::read_safetensors(dir.join(info.weights))
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 fn is_head(name: &str) -> bool {
@@ -33,7 +36,10 @@ fn run(bn: &str) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
     ));
     let run = tmp.path().join("run");
     train(&options(&manifest, &run, cfg, Stages::Both)).unwrap();
-    (load(&run.join("stage1"), Slot::Best), load(&run.join("stage2"), Slot::Last))
+    (
+        load(&run.join("stage1"), Slot::Best),
+        load(&run.join("stage2"), Slot::Last),
+    )
 }
 
 #[test]
@@ -47,7 +53,10 @@ fn stage2_changes_only_the_heads_with_eval_mode_bn() {
             heads_changed += usize::from(!t.equal(&after[name]));
         } else {
             others += 1;
-            assert!(t.equal(&after[name]), "non-head tensor `{name}` changed in stage 2");
+            assert!(
+                t.equal(&after[name]),
+                "non-head tensor `{name}` changed in stage 2"
+            );
         }
     }
     assert!(others > 50, "only {others} non-head tensors compared");
@@ -65,8 +74,14 @@ fn stage2_with_train_mode_bn_keeps_parameters_but_drifts_bn_statistics() {
         if is_bn_buffer(name) {
             drifted += usize::from(!t.equal(&after[name]));
         } else {
-            assert!(t.equal(&after[name]), "non-head parameter `{name}` changed in stage 2");
+            assert!(
+                t.equal(&after[name]),
+                "non-head parameter `{name}` changed in stage 2"
+            );
         }
     }
-    assert!(drifted > 0, "train-mode BN should update running statistics (the authors' quirk)");
+    assert!(
+        drifted > 0,
+        "train-mode BN should update running statistics (the authors' quirk)"
+    );
 }

@@ -7,14 +7,18 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 
-use schemas::manifest::{fingerprint, Manifest, ManifestHeader, RaterOrder, ShardEntry, SourceKind, StudyRecord};
+use schemas::manifest::{
+    fingerprint, Manifest, ManifestHeader, RaterOrder, ShardEntry, SourceKind, StudyRecord,
+};
 use schemas::parquet_io::AtomicParquetWriter;
 use schemas::slice::{self, SliceRecord};
 
 pub const SIZE: u32 = 32;
 
 fn lcg(state: &mut u64) -> f64 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     ((*state >> 11) as f64) / ((1u64 << 53) as f64)
 }
 
@@ -93,7 +97,8 @@ pub fn write_dataset(dir: &Path, splits: &[&str], slices: usize, seed: u64) -> P
             shard: shard_name.into(),
         });
     }
-    let mut w = AtomicParquetWriter::create(&shard_path, slice::schema(), &slice::SCHEMA, 16).unwrap();
+    let mut w =
+        AtomicParquetWriter::create(&shard_path, slice::schema(), &slice::SCHEMA, 16).unwrap();
     w.set_metadata(slice::KEY_FINGERPRINT, fp.clone());
     let ids: Vec<String> = studies.iter().map(|s| s.study_id.clone()).collect();
     w.set_metadata(slice::KEY_STUDIES, serde_json::to_string(&ids).unwrap());
@@ -132,11 +137,23 @@ pub fn write_dataset(dir: &Path, splits: &[&str], slices: usize, seed: u64) -> P
 pub fn small_config(extra: &str) -> train::config::TrainConfig {
     let base = "[optim]\nbatch_size = 4\n[loader]\nthreads = 1\nprefetch = 2\n[validation]\nsamples = 4\nbank = 8\nbatch_size = 8\n[stage2]\nbank = 8\n";
     let mut v: toml::Value = base.parse::<toml::Table>().map(toml::Value::Table).unwrap();
-    train::config::merge_toml(&mut v, extra.parse::<toml::Table>().map(toml::Value::Table).unwrap());
-    train::config::TrainConfig::resolve("small", Some((&toml::to_string(&v).unwrap(), "test"))).unwrap()
+    train::config::merge_toml(
+        &mut v,
+        extra
+            .parse::<toml::Table>()
+            .map(toml::Value::Table)
+            .unwrap(),
+    );
+    train::config::TrainConfig::resolve("small", Some((&toml::to_string(&v).unwrap(), "test")))
+        .unwrap()
 }
 
-pub fn options(manifest: &Path, run: &Path, cfg: train::config::TrainConfig, stages: train::trainer::Stages) -> train::trainer::TrainOptions {
+pub fn options(
+    manifest: &Path,
+    run: &Path,
+    cfg: train::config::TrainConfig,
+    stages: train::trainer::Stages,
+) -> train::trainer::TrainOptions {
     train::trainer::TrainOptions {
         manifest: manifest.to_path_buf(),
         run: run.to_path_buf(),
