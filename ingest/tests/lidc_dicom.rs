@@ -6,7 +6,10 @@ use std::process::Command;
 use ingest::lidc::read_dicom_pixels;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn python() -> PathBuf {
@@ -14,7 +17,10 @@ fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = root().join(".venv/bin/python");
-    assert!(p.exists(), "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv");
+    assert!(
+        p.exists(),
+        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
+    );
     p
 }
 
@@ -23,7 +29,11 @@ fn pydicom_test_files() -> PathBuf {
         .args(["-c", "import pydicom.data, os; print(os.path.dirname(pydicom.data.get_testdata_file('CT_small.dcm')))"])
         .output()
         .expect("run python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -49,7 +59,11 @@ fn compare(files: &[PathBuf], work: &Path) -> String {
         .arg(&manifest)
         .output()
         .expect("run python");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{text}");
     assert!(out.status.success(), "pydicom disagrees:\n{text}");
     text
@@ -95,7 +109,11 @@ fn pydicom_test_files_match_or_are_refused_by_name() {
     let files: Vec<PathBuf> = supported.iter().map(|f| dir.join(f)).collect();
     let work = tempfile::tempdir().unwrap();
     let text = compare(&files, work.path());
-    assert_eq!(text.matches("EQUAL").count(), supported.len(), "every supported file must decode equal");
+    assert_eq!(
+        text.matches("EQUAL").count(),
+        supported.len(),
+        "every supported file must decode equal"
+    );
 
     // JPEG-LS is not compiled in (the `charls` decoder needs cmake + C++): a clear refusal.
     for f in ["MR_small_jpeg_ls_lossless.dcm", "JPEGLSNearLossless_16.dcm"] {
@@ -106,6 +124,9 @@ fn pydicom_test_files_match_or_are_refused_by_name() {
         let e = read_dicom_pixels(&p).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains(f), "{msg}");
-        assert!(msg.contains("unsupported transfer syntax 1.2.840.10008.1.2.4.8"), "{msg}");
+        assert!(
+            msg.contains("unsupported transfer syntax 1.2.840.10008.1.2.4.8"),
+            "{msg}"
+        );
     }
 }

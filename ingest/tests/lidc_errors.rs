@@ -13,11 +13,22 @@ fn one_study(dir: &Path) -> (LidcFormat, StudyInput) {
 }
 
 fn dcm(study: &StudyInput, i: usize) -> PathBuf {
-    study.files.iter().filter(|p| p.extension().unwrap() == "dcm").nth(i).unwrap().clone()
+    study
+        .files
+        .iter()
+        .filter(|p| p.extension().unwrap() == "dcm")
+        .nth(i)
+        .unwrap()
+        .clone()
 }
 
 fn xml_path(study: &StudyInput) -> PathBuf {
-    study.files.iter().find(|p| p.extension().unwrap() == "xml").unwrap().clone()
+    study
+        .files
+        .iter()
+        .find(|p| p.extension().unwrap() == "xml")
+        .unwrap()
+        .clone()
 }
 
 fn load_err(f: &LidcFormat, dir: &Path) -> String {
@@ -33,7 +44,10 @@ fn truncated_dicom() {
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     let e = load_err(&f, d.path());
-    assert!(e.contains(&p.display().to_string()) && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -45,7 +59,10 @@ fn dicom_without_pixel_data() {
     obj.remove_element(tags::PIXEL_DATA);
     obj.write_to_file(&p).unwrap();
     let e = load_err(&f, d.path());
-    assert!(e.contains(&p.display().to_string()) && e.contains("no pixel data"), "{e}");
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("no pixel data"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -54,8 +71,17 @@ fn inconsistent_slice_sizes() {
     let (f, s) = one_study(d.path());
     let p = dcm(&s, 3);
     let mut obj = dicom_object::open_file(&p).unwrap();
-    let px = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().to_vec();
-    obj.put(dicom_core::DataElement::new(tags::ROWS, dicom_core::VR::US, dicom_core::dicom_value!(U16, [80])));
+    let px = obj
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .to_vec();
+    obj.put(dicom_core::DataElement::new(
+        tags::ROWS,
+        dicom_core::VR::US,
+        dicom_core::dicom_value!(U16, [80]),
+    ));
     obj.put(dicom_core::DataElement::new(
         tags::PIXEL_DATA,
         dicom_core::VR::OW,
@@ -63,7 +89,10 @@ fn inconsistent_slice_sizes() {
     ));
     obj.write_to_file(&p).unwrap();
     let e = load_err(&f, d.path());
-    assert!(e.contains(&p.display().to_string()) && e.contains("inconsistent slice size"), "{e}");
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("inconsistent slice size"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -73,7 +102,10 @@ fn xml_that_does_not_parse() {
     let x = xml_path(&s);
     std::fs::write(&x, "<LidcReadMessage><ResponseHeader></LidcReadMessage>").unwrap();
     let e = load_err(&f, d.path());
-    assert!(e.contains(&x.display().to_string()) && e.contains("does not parse"), "{e}");
+    assert!(
+        e.contains(&x.display().to_string()) && e.contains("does not parse"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -86,7 +118,10 @@ fn xml_pointing_at_unknown_slices() {
     let text = regex_free_replace(&text, "<imageZposition>", "</imageZposition>", "9999");
     std::fs::write(&x, text).unwrap();
     let e = f.load(&s).unwrap_err().to_string();
-    assert!(e.contains(&x.display().to_string()) && e.contains("2.25.999") && e.contains("not in"), "{e}");
+    assert!(
+        e.contains(&x.display().to_string()) && e.contains("2.25.999") && e.contains("not in"),
+        "{e}"
+    );
 }
 
 /// Replaces the text between every `open` and `close` by `with`.

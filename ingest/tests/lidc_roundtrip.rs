@@ -29,7 +29,10 @@ fn synthetic_lidc_round_trips_every_rater_mask() {
         // Paste every record's slot masks back into the full volume.
         let mut pasted = vec![vec![0u8; d * h * w]; 4];
         for rec in &out.slices {
-            assert_eq!(rec.raters_present, (0..4).map(|s| s < present.len()).collect::<Vec<_>>());
+            assert_eq!(
+                rec.raters_present,
+                (0..4).map(|s| s < present.len()).collect::<Vec<_>>()
+            );
             assert!(rec.image.iter().all(|v| (0.0..=1.0).contains(v)));
             let c = rec.width as usize;
             for s in 0..4 {
@@ -41,7 +44,8 @@ fn synthetic_lidc_round_trips_every_rater_mask() {
                             assert_eq!(v, 0);
                             continue;
                         }
-                        pasted[s][rec.slice_index as usize * h * w + r as usize * w + col as usize] |= v;
+                        pasted[s]
+                            [rec.slice_index as usize * h * w + r as usize * w + col as usize] |= v;
                     }
                 }
             }
@@ -54,11 +58,18 @@ fn synthetic_lidc_round_trips_every_rater_mask() {
                 }
             }
             let area: usize = want.iter().map(|&v| v as usize).sum();
-            assert!(pasted[s] == want, "study {i} rater {r} (slot {s}): mask differs (phantom area {area})");
+            assert!(
+                pasted[s] == want,
+                "study {i} rater {r} (slot {s}): mask differs (phantom area {area})"
+            );
         }
         for s in present.len()..4 {
             assert!(pasted[s].iter().all(|&v| v == 0));
         }
-        println!("study {i}: {} nodules, {} slices, raters present {present:?}", out.n_targets, out.slices.len());
+        println!(
+            "study {i}: {} nodules, {} slices, raters present {present:?}",
+            out.n_targets,
+            out.slices.len()
+        );
     }
 }

@@ -93,7 +93,10 @@ mod tests {
     fn chain_splits_when_too_many() {
         // Five reads 1 apart along a line: one group at tol 1, split once tol < 1.
         let pts: Vec<Vec<[f64; 3]>> = (0..5).map(|i| vec![[i as f64, 0.0, 0.0]]).collect();
-        assert_eq!(cluster(&pts, 1.0), vec![vec![0], vec![1], vec![2], vec![3], vec![4]]);
+        assert_eq!(
+            cluster(&pts, 1.0),
+            vec![vec![0], vec![1], vec![2], vec![3], vec![4]]
+        );
         let four: Vec<Vec<[f64; 3]>> = (0..4).map(|i| vec![[i as f64, 0.0, 0.0]]).collect();
         assert_eq!(cluster(&four, 1.0), vec![vec![0, 1, 2, 3]]);
     }

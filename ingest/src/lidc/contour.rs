@@ -32,7 +32,9 @@ impl SliceGeometry {
         let k = self.nearest(roi.z_mm)?;
         let mut steps: Vec<f64> = self.z_mm.windows(2).map(|w| w[1] - w[0]).collect();
         steps.sort_by(f64::total_cmp);
-        let half = steps.get(steps.len() / 2).map_or(0.5, |s| (s / 2.0).max(0.5));
+        let half = steps
+            .get(steps.len() / 2)
+            .map_or(0.5, |s| (s / 2.0).max(0.5));
         ((self.z_mm[k] - roi.z_mm).abs() <= half).then_some(k)
     }
 
@@ -64,7 +66,9 @@ pub fn inside(poly: &[(f64, f64)], tx: f64, ty: f64) -> bool {
     let mut yflag0 = vty0 >= ty;
     for &(vtx1, vty1) in poly {
         let yflag1 = vty1 >= ty;
-        if yflag0 != yflag1 && (((vty1 - ty) * (vtx0 - vtx1) >= (vtx1 - tx) * (vty0 - vty1)) == yflag1) {
+        if yflag0 != yflag1
+            && (((vty1 - ty) * (vtx0 - vtx1) >= (vtx1 - tx) * (vty0 - vty1)) == yflag1)
+        {
             flag = !flag;
         }
         yflag0 = yflag1;
@@ -95,8 +99,14 @@ fn set_points(mask: &mut [u8], g: &SliceGeometry, points: &[(i32, i32)], value: 
 /// Fills the interior of one contour (pixel centres strictly inside per matplotlib).
 fn fill(mask: &mut [u8], g: &SliceGeometry, roi: &Roi, value: u8) {
     let poly = polygon(&roi.points);
-    let (r0, r1) = roi.points.iter().fold((i32::MAX, i32::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (c0, c1) = roi.points.iter().fold((i32::MAX, i32::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (r0, r1) = roi
+        .points
+        .iter()
+        .fold((i32::MAX, i32::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (c0, c1) = roi
+        .points
+        .iter()
+        .fold((i32::MAX, i32::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     for r in r0.max(0)..=r1.min(g.rows as i32 - 1) {
         for c in c0.max(0)..=c1.min(g.columns as i32 - 1) {
             if inside(&poly, r as f64, c as f64) {
@@ -119,14 +129,18 @@ pub fn rasterise(read: &Read, g: &SliceGeometry, include_contour: bool) -> Resul
         located.push((k, roi));
     }
     for &(k, roi) in located.iter().filter(|(_, r)| r.inclusion) {
-        let m = slices.entry(k).or_insert_with(|| vec![0; g.rows * g.columns]);
+        let m = slices
+            .entry(k)
+            .or_insert_with(|| vec![0; g.rows * g.columns]);
         fill(m, g, roi, 1);
         if !include_contour {
             set_points(m, g, &roi.points, 0);
         }
     }
     for &(k, roi) in located.iter().filter(|(_, r)| !r.inclusion) {
-        let m = slices.entry(k).or_insert_with(|| vec![0; g.rows * g.columns]);
+        let m = slices
+            .entry(k)
+            .or_insert_with(|| vec![0; g.rows * g.columns]);
         fill(m, g, roi, 0);
         set_points(m, g, &roi.points, 0);
     }
@@ -139,7 +153,11 @@ pub fn contour_points(read: &Read, g: &SliceGeometry) -> Vec<[f64; 3]> {
     read.rois
         .iter()
         .filter_map(|roi| g.locate(roi).map(|k| (k, roi)))
-        .flat_map(|(k, roi)| roi.points.iter().map(move |&(r, c)| [r as f64, c as f64, k as f64]))
+        .flat_map(|(k, roi)| {
+            roi.points
+                .iter()
+                .map(move |&(r, c)| [r as f64, c as f64, k as f64])
+        })
         .collect()
 }
 
@@ -180,8 +198,12 @@ mod tests {
         };
         let m = rasterise(&read, &g, false).unwrap();
         let s = &m[&0];
-        let on: Vec<(usize, usize)> = (0..64).filter(|&p| s[p] == 1).map(|p| (p / 8, p % 8)).collect();
-        let want: Vec<(usize, usize)> = (2..=4).flat_map(|r| (2..=4).map(move |c| (r, c))).collect();
+        let on: Vec<(usize, usize)> = (0..64)
+            .filter(|&p| s[p] == 1)
+            .map(|p| (p / 8, p % 8))
+            .collect();
+        let want: Vec<(usize, usize)> =
+            (2..=4).flat_map(|r| (2..=4).map(move |c| (r, c))).collect();
         assert_eq!(on, want);
         // matplotlib's half-open edge rule puts the outline's bottom and right edges... on
         // one side only; with include_contour the outline pixels keep whatever it says, and

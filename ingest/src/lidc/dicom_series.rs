@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{open_file, DefaultDicomObject};
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 
 use crate::study::StudyError;
 
@@ -73,7 +73,9 @@ fn open(path: &Path) -> Result<DefaultDicomObject, StudyError> {
 fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
     let e = obj.element_opt(tag).ok().flatten()?;
     let s = e.to_str().ok()?;
-    let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
+    let s = s
+        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+        .to_string();
     (!s.is_empty()).then_some(s)
 }
 
@@ -91,12 +93,22 @@ fn required<T>(v: Option<T>, path: &Path, what: &str) -> Result<T, StudyError> {
 
 /// Refuses transfer syntaxes our build cannot decode, naming the UID, before decoding.
 fn check_transfer_syntax(obj: &DefaultDicomObject, path: &Path) -> Result<(), StudyError> {
-    let uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let uid = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
     match TransferSyntaxRegistry.get(&uid) {
-        None => Err(err(path, format!("unsupported transfer syntax {uid} (unknown to dpersona's DICOM decoder)"))),
+        None => Err(err(
+            path,
+            format!("unsupported transfer syntax {uid} (unknown to dpersona's DICOM decoder)"),
+        )),
         Some(ts) if !ts.can_decode_all() => Err(err(
             path,
-            format!("unsupported transfer syntax {uid} ({}): dpersona cannot decode its pixel data", ts.name()),
+            format!(
+                "unsupported transfer syntax {uid} ({}): dpersona cannot decode its pixel data",
+                ts.name()
+            ),
         )),
         Some(_) => Ok(()),
     }
@@ -120,11 +132,17 @@ fn decode(obj: &DefaultDicomObject, path: &Path) -> Result<DicomPixels, StudyErr
         samples_per_pixel: px.samples_per_pixel(),
         values,
     };
-    let expected = out.rows as usize * out.columns as usize * out.frames as usize * out.samples_per_pixel as usize;
+    let expected = out.rows as usize
+        * out.columns as usize
+        * out.frames as usize
+        * out.samples_per_pixel as usize;
     if out.values.len() != expected {
         return Err(err(
             path,
-            format!("pixel data holds {} values, expected {expected} (truncated?)", out.values.len()),
+            format!(
+                "pixel data holds {} values, expected {expected} (truncated?)",
+                out.values.len()
+            ),
         ));
     }
     Ok(out)
@@ -155,13 +173,27 @@ fn read_slice_header(path: &Path) -> Result<SliceHeader, StudyError> {
     let obj = open(path)?;
     let rows = required(int(&obj, tags::ROWS), path, "Rows (0028,0010)")? as u32;
     let columns = required(int(&obj, tags::COLUMNS), path, "Columns (0028,0011)")? as u32;
-    let ipp = required(floats(&obj, tags::IMAGE_POSITION_PATIENT), path, "ImagePositionPatient (0020,0032)")?;
+    let ipp = required(
+        floats(&obj, tags::IMAGE_POSITION_PATIENT),
+        path,
+        "ImagePositionPatient (0020,0032)",
+    )?;
     if ipp.len() != 3 {
-        return Err(err(path, format!("ImagePositionPatient has {} values, expected 3", ipp.len())));
+        return Err(err(
+            path,
+            format!("ImagePositionPatient has {} values, expected 3", ipp.len()),
+        ));
     }
-    let ps = required(floats(&obj, tags::PIXEL_SPACING), path, "PixelSpacing (0028,0030)")?;
+    let ps = required(
+        floats(&obj, tags::PIXEL_SPACING),
+        path,
+        "PixelSpacing (0028,0030)",
+    )?;
     if ps.len() != 2 || ps.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-        return Err(err(path, format!("PixelSpacing {ps:?} is not two positive numbers")));
+        return Err(err(
+            path,
+            format!("PixelSpacing {ps:?} is not two positive numbers"),
+        ));
     }
     let pixel = obj
         .element_opt(tags::PIXEL_DATA)
@@ -177,22 +209,35 @@ fn read_slice_header(path: &Path) -> Result<SliceHeader, StudyError> {
         if bytes.len() < need {
             return Err(err(
                 path,
-                format!("pixel data is {} bytes, a {rows}x{columns} frame needs {need} (truncated)", bytes.len()),
+                format!(
+                    "pixel data is {} bytes, a {rows}x{columns} frame needs {need} (truncated)",
+                    bytes.len()
+                ),
             ));
         }
     }
     Ok(SliceHeader {
         slice: CtSlice {
             path: path.to_path_buf(),
-            sop_instance_uid: required(text(&obj, tags::SOP_INSTANCE_UID), path, "SOPInstanceUID (0008,0018)")?,
+            sop_instance_uid: required(
+                text(&obj, tags::SOP_INSTANCE_UID),
+                path,
+                "SOPInstanceUID (0008,0018)",
+            )?,
             z_mm: ipp[2],
             instance_number: int(&obj, tags::INSTANCE_NUMBER).unwrap_or(i64::MAX),
         },
         rows,
         columns,
         spacing: [ps[0], ps[1]],
-        thickness: floats(&obj, tags::SLICE_THICKNESS).and_then(|v| v.first().copied()).filter(|t| *t > 0.0),
-        series_uid: required(text(&obj, tags::SERIES_INSTANCE_UID), path, "SeriesInstanceUID (0020,000E)")?,
+        thickness: floats(&obj, tags::SLICE_THICKNESS)
+            .and_then(|v| v.first().copied())
+            .filter(|t| *t > 0.0),
+        series_uid: required(
+            text(&obj, tags::SERIES_INSTANCE_UID),
+            path,
+            "SeriesInstanceUID (0020,000E)",
+        )?,
         study_uid: text(&obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
         patient_id: text(&obj, tags::PATIENT_ID).unwrap_or_default(),
     })
@@ -204,7 +249,9 @@ fn read_slice_header(path: &Path) -> Result<SliceHeader, StudyError> {
 /// unsupported transfer syntax, a slice whose Rows/Columns/PixelSpacing differ from the
 /// first slice's, or a file of another series.
 pub fn read_series(files: &[PathBuf]) -> Result<CtSeries, StudyError> {
-    let first_path = files.first().ok_or_else(|| err(Path::new("."), "series has no DICOM file"))?;
+    let first_path = files
+        .first()
+        .ok_or_else(|| err(Path::new("."), "series has no DICOM file"))?;
     let mut headers = Vec::with_capacity(files.len());
     for f in files {
         headers.push(read_slice_header(f)?);
@@ -224,10 +271,15 @@ pub fn read_series(files: &[PathBuf]) -> Result<CtSeries, StudyError> {
                 ),
             ));
         }
-        if (h.spacing[0] - h0.spacing[0]).abs() > 1e-6 || (h.spacing[1] - h0.spacing[1]).abs() > 1e-6 {
+        if (h.spacing[0] - h0.spacing[0]).abs() > 1e-6
+            || (h.spacing[1] - h0.spacing[1]).abs() > 1e-6
+        {
             return Err(err(
                 &h.slice.path,
-                format!("inconsistent PixelSpacing {:?}, first slice has {:?}", h.spacing, h0.spacing),
+                format!(
+                    "inconsistent PixelSpacing {:?}, first slice has {:?}",
+                    h.spacing, h0.spacing
+                ),
             ));
         }
         if h.series_uid != h0.series_uid {
@@ -238,10 +290,18 @@ pub fn read_series(files: &[PathBuf]) -> Result<CtSeries, StudyError> {
         }
     }
     let (rows, columns, spacing) = (h0.rows, h0.columns, h0.spacing);
-    let (series_uid, study_uid, patient_id) = (h0.series_uid.clone(), h0.study_uid.clone(), h0.patient_id.clone());
+    let (series_uid, study_uid, patient_id) = (
+        h0.series_uid.clone(),
+        h0.study_uid.clone(),
+        h0.patient_id.clone(),
+    );
     let thickness = h0.thickness;
     let mut slices: Vec<CtSlice> = headers.into_iter().map(|h| h.slice).collect();
-    slices.sort_by(|a, b| a.z_mm.total_cmp(&b.z_mm).then(a.instance_number.cmp(&b.instance_number)));
+    slices.sort_by(|a, b| {
+        a.z_mm
+            .total_cmp(&b.z_mm)
+            .then(a.instance_number.cmp(&b.instance_number))
+    });
     // Duplicate z: keep the first (lowest InstanceNumber), as pylidc does.
     slices.dedup_by(|later, kept| later.z_mm == kept.z_mm);
     let slice_thickness = thickness.unwrap_or_else(|| median_step(&slices));
@@ -272,7 +332,11 @@ impl CtSeries {
     pub fn slice_hu(&self, k: usize) -> Result<Vec<f32>, StudyError> {
         let s = &self.slices[k];
         let px = read_dicom_pixels(&s.path)?;
-        if px.rows != self.rows || px.columns != self.columns || px.frames != 1 || px.samples_per_pixel != 1 {
+        if px.rows != self.rows
+            || px.columns != self.columns
+            || px.frames != 1
+            || px.samples_per_pixel != 1
+        {
             return Err(err(
                 &s.path,
                 format!(

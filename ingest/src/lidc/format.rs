@@ -56,12 +56,15 @@ impl LidcFormat {
 }
 
 fn is_ext(p: &Path, ext: &str) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case(ext))
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 /// Every folder under `dir` (itself included), with its files, sorted by path.
 fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<PathBuf>)>) -> Result<(), StudyError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| StudyError::new(dir, format!("cannot list folder: {e}")))?;
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| StudyError::new(dir, format!("cannot list folder: {e}")))?;
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     let files: Vec<PathBuf> = entries.iter().filter(|p| p.is_file()).cloned().collect();
@@ -82,10 +85,19 @@ fn header_ids(path: &Path) -> Result<(String, String, String), StudyError> {
         obj.element_opt(t)
             .ok()
             .flatten()
-            .and_then(|e| e.to_str().ok().map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()))
+            .and_then(|e| {
+                e.to_str().ok().map(|s| {
+                    s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                        .to_string()
+                })
+            })
             .unwrap_or_default()
     };
-    Ok((get(tags::SERIES_INSTANCE_UID), get(tags::PATIENT_ID), get(tags::MODALITY)))
+    Ok((
+        get(tags::SERIES_INSTANCE_UID),
+        get(tags::PATIENT_ID),
+        get(tags::MODALITY),
+    ))
 }
 
 impl SourceFormat for LidcFormat {
@@ -106,9 +118,15 @@ impl SourceFormat for LidcFormat {
         for (dir, files) in &folders {
             for f in files.iter().filter(|f| is_ext(f, "xml")) {
                 match xml::parse_file(f) {
-                    Ok(XmlKind::Ct(x)) => xml_by_series.entry(x.series_instance_uid).or_default().push(f.clone()),
+                    Ok(XmlKind::Ct(x)) => xml_by_series
+                        .entry(x.series_instance_uid)
+                        .or_default()
+                        .push(f.clone()),
                     Ok(XmlKind::Other(_)) => {}
-                    Err(_) => broken_by_folder.entry(dir.clone()).or_default().push(f.clone()),
+                    Err(_) => broken_by_folder
+                        .entry(dir.clone())
+                        .or_default()
+                        .push(f.clone()),
                 }
             }
         }
@@ -132,14 +150,22 @@ impl SourceFormat for LidcFormat {
             });
         }
         if studies.is_empty() {
-            return Err(StudyError::new(raw, "no CT series (folders of .dcm files) found"));
+            return Err(StudyError::new(
+                raw,
+                "no CT series (folders of .dcm files) found",
+            ));
         }
         studies.sort_by(|a, b| a.source_path.cmp(&b.source_path));
         Ok(studies)
     }
 
     fn load(&self, study: &StudyInput) -> Result<StudyOutput, StudyError> {
-        let dcm: Vec<PathBuf> = study.files.iter().filter(|f| !is_ext(f, "xml")).cloned().collect();
+        let dcm: Vec<PathBuf> = study
+            .files
+            .iter()
+            .filter(|f| !is_ext(f, "xml"))
+            .cloned()
+            .collect();
         let xmls: Vec<&PathBuf> = study.files.iter().filter(|f| is_ext(f, "xml")).collect();
         let first = dcm
             .first()
@@ -151,7 +177,10 @@ impl SourceFormat for LidcFormat {
             [] => {
                 return Err(StudyError::new(
                     first.parent().unwrap_or(&first),
-                    format!("no LIDC XML with SeriesInstanceUid {} found", series.series_instance_uid),
+                    format!(
+                        "no LIDC XML with SeriesInstanceUid {} found",
+                        series.series_instance_uid
+                    ),
                 ))
             }
             many => {
@@ -170,7 +199,10 @@ impl SourceFormat for LidcFormat {
         let reads = match xml::parse_file(xml_path)? {
             XmlKind::Ct(x) => x,
             XmlKind::Other(root) => {
-                return Err(StudyError::new(xml_path, format!("root <{root}> is not a CT LidcReadMessage")))
+                return Err(StudyError::new(
+                    xml_path,
+                    format!("root <{root}> is not a CT LidcReadMessage"),
+                ))
             }
         };
         if reads.series_instance_uid != series.series_instance_uid {
@@ -194,7 +226,10 @@ impl SourceFormat for LidcFormat {
             rater_order: RaterOrder::AreaRank,
             channels: vec!["ct".into()],
             crop_size: p.crop_size,
-            normalisation: format!("HU clipped to [{}, {}] and scaled to [0, 1]", p.window_lo, p.window_hi),
+            normalisation: format!(
+                "HU clipped to [{}, {}] and scaled to [0, 1]",
+                p.window_lo, p.window_hi
+            ),
             params: serde_json::to_value(p).expect("LidcParams serialise"),
         }
     }
@@ -225,18 +260,28 @@ pub fn build_slices(
     if reads.sessions.len() > N_READERS {
         return Err(StudyError::new(
             xml_path,
-            format!("{} readingSessions, LIDC has at most {N_READERS}", reads.sessions.len()),
+            format!(
+                "{} readingSessions, LIDC has at most {N_READERS}",
+                reads.sessions.len()
+            ),
         ));
     }
     if params.crop_size == 0 || params.window_hi <= params.window_lo {
-        return Err(StudyError::new(xml_path, format!("invalid LIDC parameters {params:?}")));
+        return Err(StudyError::new(
+            xml_path,
+            format!("invalid LIDC parameters {params:?}"),
+        ));
     }
     let (rows, cols) = (series.rows as usize, series.columns as usize);
     let geometry = SliceGeometry {
         rows,
         columns: cols,
         z_mm: series.z_values(),
-        sop_uids: series.slices.iter().map(|s| s.sop_instance_uid.clone()).collect(),
+        sop_uids: series
+            .slices
+            .iter()
+            .map(|s| s.sop_instance_uid.clone())
+            .collect(),
     };
     let mut raster = Vec::new();
     let mut points = Vec::new();
@@ -302,7 +347,8 @@ pub fn build_slices(
             .then(a.centre.1.total_cmp(&b.centre.1))
     });
 
-    let xml_sha = schemas::hashing::sha256_file(xml_path).map_err(|e| StudyError::new(xml_path, e.to_string()))?;
+    let xml_sha = schemas::hashing::sha256_file(xml_path)
+        .map_err(|e| StudyError::new(xml_path, e.to_string()))?;
     let n_sessions = reads.sessions.len();
     let crop = params.crop_size as usize;
     let mut hu_cache: HashMap<usize, (Vec<f32>, String)> = HashMap::new();
@@ -313,7 +359,8 @@ pub fn build_slices(
         for (&k, slots) in &nod.slices {
             if !hu_cache.contains_key(&k) {
                 let path = &series.slices[k].path;
-                let sha = schemas::hashing::sha256_file(path).map_err(|e| StudyError::new(path, e.to_string()))?;
+                let sha = schemas::hashing::sha256_file(path)
+                    .map_err(|e| StudyError::new(path, e.to_string()))?;
                 hu_cache.insert(k, (series.slice_hu(k)?, sha));
             }
             let (hu, sha) = &hu_cache[&k];
@@ -331,7 +378,9 @@ pub fn build_slices(
                         continue;
                     }
                     let p = r as usize * cols + c as usize;
-                    image[y * crop + x] = (hu[p].clamp(params.window_lo, params.window_hi) - params.window_lo) / scale;
+                    image[y * crop + x] = (hu[p].clamp(params.window_lo, params.window_hi)
+                        - params.window_lo)
+                        / scale;
                     for (s, slot) in slots.iter().enumerate() {
                         if let Some(m) = slot {
                             masks[s * crop * crop + y * crop + x] = m[p];

@@ -55,15 +55,22 @@ pub enum XmlKind {
 }
 
 fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
-    node.children().find(|c| c.is_element() && c.tag_name().name() == name)
+    node.children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
 }
 
-fn children<'a, 'i: 'a>(node: roxmltree::Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = roxmltree::Node<'a, 'i>> + 'a {
-    node.children().filter(move |c| c.is_element() && c.tag_name().name() == name)
+fn children<'a, 'i: 'a>(
+    node: roxmltree::Node<'a, 'i>,
+    name: &'a str,
+) -> impl Iterator<Item = roxmltree::Node<'a, 'i>> + 'a {
+    node.children()
+        .filter(move |c| c.is_element() && c.tag_name().name() == name)
 }
 
 fn child_text(node: roxmltree::Node, name: &str) -> Option<String> {
-    child(node, name).and_then(|c| c.text()).map(|t| t.trim().to_string())
+    child(node, name)
+        .and_then(|c| c.text())
+        .map(|t| t.trim().to_string())
 }
 
 /// Parses an LIDC XML file. Chest X-ray messages come back as [`XmlKind::Other`].
@@ -72,7 +79,8 @@ fn child_text(node: roxmltree::Node, name: &str) -> Option<String> {
 /// nodules under 3 mm carry only a centroid) are left out; a session that has none keeps its
 /// place (the reader read the scan).
 pub fn parse_file(path: &Path) -> Result<XmlKind, StudyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StudyError::new(path, format!("cannot read XML: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StudyError::new(path, format!("cannot read XML: {e}")))?;
     parse_str(&text).map_err(|reason| StudyError::new(path, reason))
 }
 
@@ -97,19 +105,31 @@ pub fn parse_str(text: &str) -> Result<XmlKind, String> {
             for roi in children(nodule, "roi") {
                 let z: f64 = child_text(roi, "imageZposition")
                     .and_then(|t| t.parse().ok())
-                    .ok_or_else(|| format!("nodule `{nodule_id}`: roi without a numeric imageZposition"))?;
+                    .ok_or_else(|| {
+                        format!("nodule `{nodule_id}`: roi without a numeric imageZposition")
+                    })?;
                 let sop_uid = child_text(roi, "imageSOP_UID").unwrap_or_default();
-                let inclusion = match child_text(roi, "inclusion").as_deref().map(str::to_ascii_uppercase).as_deref() {
+                let inclusion = match child_text(roi, "inclusion")
+                    .as_deref()
+                    .map(str::to_ascii_uppercase)
+                    .as_deref()
+                {
                     Some("FALSE") => false,
                     Some("TRUE") | None => true,
-                    Some(other) => return Err(format!("nodule `{nodule_id}`: inclusion `{other}` is not TRUE/FALSE")),
+                    Some(other) => {
+                        return Err(format!(
+                            "nodule `{nodule_id}`: inclusion `{other}` is not TRUE/FALSE"
+                        ))
+                    }
                 };
                 let mut points = Vec::new();
                 for em in children(roi, "edgeMap") {
                     let coord = |n: &str| -> Result<i32, String> {
                         child_text(em, n)
                             .and_then(|t| t.parse().ok())
-                            .ok_or_else(|| format!("nodule `{nodule_id}`: edgeMap without an integer {n}"))
+                            .ok_or_else(|| {
+                                format!("nodule `{nodule_id}`: edgeMap without an integer {n}")
+                            })
                     };
                     points.push((coord("yCoord")?, coord("xCoord")?));
                 }
@@ -147,22 +167,45 @@ pub fn write_string(xml: &LidcXml) -> String {
         escape(&xml.series_instance_uid)
     );
     s.push_str("  <ResponseHeader>\n    <Version>1.8.1</Version>\n    <TaskDescription>Second unblinded read</TaskDescription>\n");
-    let _ = writeln!(s, "    <SeriesInstanceUid>{}</SeriesInstanceUid>", escape(&xml.series_instance_uid));
-    let _ = writeln!(s, "    <StudyInstanceUID>{}</StudyInstanceUID>", escape(&xml.study_instance_uid));
+    let _ = writeln!(
+        s,
+        "    <SeriesInstanceUid>{}</SeriesInstanceUid>",
+        escape(&xml.series_instance_uid)
+    );
+    let _ = writeln!(
+        s,
+        "    <StudyInstanceUID>{}</StudyInstanceUID>",
+        escape(&xml.study_instance_uid)
+    );
     s.push_str("  </ResponseHeader>\n");
     for (k, session) in xml.sessions.iter().enumerate() {
         s.push_str("  <readingSession>\n    <annotationVersion>3.12</annotationVersion>\n");
-        let _ = writeln!(s, "    <servicingRadiologistID>reader-{}</servicingRadiologistID>", k + 1);
+        let _ = writeln!(
+            s,
+            "    <servicingRadiologistID>reader-{}</servicingRadiologistID>",
+            k + 1
+        );
         for read in &session.reads {
             s.push_str("    <unblindedReadNodule>\n");
             let _ = writeln!(s, "      <noduleID>{}</noduleID>", escape(&read.nodule_id));
             for roi in &read.rois {
                 s.push_str("      <roi>\n");
                 let _ = writeln!(s, "        <imageZposition>{}</imageZposition>", roi.z_mm);
-                let _ = writeln!(s, "        <imageSOP_UID>{}</imageSOP_UID>", escape(&roi.sop_uid));
-                let _ = writeln!(s, "        <inclusion>{}</inclusion>", if roi.inclusion { "TRUE" } else { "FALSE" });
+                let _ = writeln!(
+                    s,
+                    "        <imageSOP_UID>{}</imageSOP_UID>",
+                    escape(&roi.sop_uid)
+                );
+                let _ = writeln!(
+                    s,
+                    "        <inclusion>{}</inclusion>",
+                    if roi.inclusion { "TRUE" } else { "FALSE" }
+                );
                 for &(row, col) in &roi.points {
-                    let _ = writeln!(s, "        <edgeMap><xCoord>{col}</xCoord><yCoord>{row}</yCoord></edgeMap>");
+                    let _ = writeln!(
+                        s,
+                        "        <edgeMap><xCoord>{col}</xCoord><yCoord>{row}</yCoord></edgeMap>"
+                    );
                 }
                 s.push_str("      </roi>\n");
             }
@@ -175,7 +218,10 @@ pub fn write_string(xml: &LidcXml) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -219,7 +265,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let cxr = r#"<IdriReadMessage xmlns="http://www.nih.gov/idri"><CXRreadingSession/></IdriReadMessage>"#;
-        assert_eq!(parse_str(cxr).unwrap(), XmlKind::Other("IdriReadMessage".into()));
-        assert!(parse_str("<LidcReadMessage><oops></LidcReadMessage>").unwrap_err().contains("does not parse"));
+        assert_eq!(
+            parse_str(cxr).unwrap(),
+            XmlKind::Other("IdriReadMessage".into())
+        );
+        assert!(parse_str("<LidcReadMessage><oops></LidcReadMessage>")
+            .unwrap_err()
+            .contains("does not parse"));
     }
 }

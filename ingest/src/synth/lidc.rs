@@ -42,7 +42,8 @@ pub struct SynthSummary {
 
 /// Seed of study `i` of a dataset (a test regenerates the phantom with it).
 pub fn study_seed(seed: u64, i: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64 + 1)
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(i as u64 + 1)
 }
 
 /// Phantom parameters of study `i` (1 to 3 nodules, some missing raters).
@@ -71,9 +72,21 @@ fn uid(rng: &mut ChaCha8Rng) -> String {
 /// The background walk is 4-connected (consecutive 8-neighbours in clockwise order are
 /// 4-adjacent) and closes around the region, entering and leaving one-pixel notches, so every
 /// region pixel is strictly inside it and every other pixel inside is a walk pixel.
-fn moore_trace(inside: &dyn Fn(i32, i32) -> bool, start: (i32, i32)) -> (Vec<(i32, i32)>, Vec<(i32, i32)>) {
+fn moore_trace(
+    inside: &dyn Fn(i32, i32) -> bool,
+    start: (i32, i32),
+) -> (Vec<(i32, i32)>, Vec<(i32, i32)>) {
     // 8 neighbours (row, col) clockwise on screen (rows grow downwards), starting west.
-    const N8: [(i32, i32); 8] = [(0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1)];
+    const N8: [(i32, i32); 8] = [
+        (0, -1),
+        (-1, -1),
+        (-1, 0),
+        (-1, 1),
+        (0, 1),
+        (1, 1),
+        (1, 0),
+        (1, -1),
+    ];
     let dir_of = |d: (i32, i32)| N8.iter().position(|&n| n == d).expect("8-neighbour");
     let mut boundary = vec![start];
     let mut walk: Vec<(i32, i32)> = Vec::new();
@@ -155,18 +168,36 @@ pub fn mask_contours(mask: &[u8], h: usize, w: usize) -> Vec<(bool, Vec<(i32, i3
     let (lab, n) = components(mask, h, w, 1, true);
     for k in 0..n {
         let start = (0..h * w).find(|&p| lab[p] == k).unwrap();
-        let inside = |r: i32, c: i32| r >= 0 && c >= 0 && r < h as i32 && c < w as i32 && lab[r as usize * w + c as usize] == k;
-        out.push((true, moore_trace(&inside, ((start / w) as i32, (start % w) as i32)).1));
+        let inside = |r: i32, c: i32| {
+            r >= 0
+                && c >= 0
+                && r < h as i32
+                && c < w as i32
+                && lab[r as usize * w + c as usize] == k
+        };
+        out.push((
+            true,
+            moore_trace(&inside, ((start / w) as i32, (start % w) as i32)).1,
+        ));
     }
     // Holes: 4-connected background components that do not touch the border.
     let (blab, bn) = components(mask, h, w, 0, false);
     for k in 0..bn {
         let pix: Vec<usize> = (0..h * w).filter(|&p| blab[p] == k).collect();
-        if pix.iter().any(|&p| p / w == 0 || p % w == 0 || p / w == h - 1 || p % w == w - 1) {
+        if pix
+            .iter()
+            .any(|&p| p / w == 0 || p % w == 0 || p / w == h - 1 || p % w == w - 1)
+        {
             continue;
         }
         // Exclusion contour through the hole's own boundary pixels (cleared with it).
-        let inside = |r: i32, c: i32| r >= 0 && c >= 0 && r < h as i32 && c < w as i32 && blab[r as usize * w + c as usize] == k;
+        let inside = |r: i32, c: i32| {
+            r >= 0
+                && c >= 0
+                && r < h as i32
+                && c < w as i32
+                && blab[r as usize * w + c as usize] == k
+        };
         let start = pix[0];
         let (mut edge, _) = moore_trace(&inside, ((start / w) as i32, (start % w) as i32));
         if edge.len() == 1 {
@@ -190,7 +221,9 @@ fn write_dicom_slice(
     let (h, w) = (vol.height, vol.width);
     let mut bytes = Vec::with_capacity(h * w * 2);
     for &v in &vol.hu[k * h * w..(k + 1) * h * w] {
-        let stored = (v as f64 - RESCALE_INTERCEPT).round().clamp(i16::MIN as f64, i16::MAX as f64) as i16;
+        let stored = (v as f64 - RESCALE_INTERCEPT)
+            .round()
+            .clamp(i16::MIN as f64, i16::MAX as f64) as i16;
         bytes.extend_from_slice(&stored.to_le_bytes());
     }
     let ds = |v: f64| format!("{v}");
@@ -198,7 +231,11 @@ fn write_dicom_slice(
     let s = |v: &str| PrimitiveValue::from(v);
     let obj = InMemDicomObject::from_element_iter([
         e(tags::SPECIFIC_CHARACTER_SET, VR::CS, s("ISO_IR 100")),
-        e(tags::IMAGE_TYPE, VR::CS, dicom_value!(Strs, ["ORIGINAL", "PRIMARY", "AXIAL"])),
+        e(
+            tags::IMAGE_TYPE,
+            VR::CS,
+            dicom_value!(Strs, ["ORIGINAL", "PRIMARY", "AXIAL"]),
+        ),
         e(tags::SOP_CLASS_UID, VR::UI, s(uids::CT_IMAGE_STORAGE)),
         e(tags::SOP_INSTANCE_UID, VR::UI, s(sop_uid)),
         e(tags::STUDY_DATE, VR::DA, s("20000101")),
@@ -220,8 +257,16 @@ fn write_dicom_slice(
         e(tags::SERIES_NUMBER, VR::IS, s("3000")),
         e(tags::ACQUISITION_NUMBER, VR::IS, s("")),
         e(tags::INSTANCE_NUMBER, VR::IS, s(&instance.to_string())),
-        e(tags::IMAGE_POSITION_PATIENT, VR::DS, dicom_value!(Strs, ["-150", "-150", z_mm.to_string()])),
-        e(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, dicom_value!(Strs, ["1", "0", "0", "0", "1", "0"])),
+        e(
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            dicom_value!(Strs, ["-150", "-150", z_mm.to_string()]),
+        ),
+        e(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            dicom_value!(Strs, ["1", "0", "0", "0", "1", "0"]),
+        ),
         e(tags::FRAME_OF_REFERENCE_UID, VR::UI, s(&ids.frame_uid)),
         e(tags::POSITION_REFERENCE_INDICATOR, VR::LO, s("")),
         e(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, [1])),
@@ -329,7 +374,9 @@ pub fn write_dataset(out: &Path, studies: usize, seed: u64) -> anyhow::Result<Sy
                         nodule_id: String::new(),
                         rois: slice_rois.clone(),
                     };
-                    let back = rasterise(&check, &geometry, false).ok().and_then(|mut m| m.remove(&k));
+                    let back = rasterise(&check, &geometry, false)
+                        .ok()
+                        .and_then(|mut m| m.remove(&k));
                     if back.as_deref() != Some(sl) {
                         summary.inexact_slices += 1;
                     }
