@@ -85,12 +85,15 @@ pub struct EvalSummary {
     pub checkpoint_sha256: Vec<(u8, String)>,
 }
 
+/// One slice's N probability maps `[HW]` and R rater masks `[HW]` (None = missing).
+type SliceMaps = (Vec<Vec<f32>>, Vec<Option<Vec<u8>>>);
+
 /// Probability maps and labels of one unit while its slices arrive.
 struct UnitAccum {
     study_id: String,
     target_id: String,
-    /// slice_index → (probs `[N][HW]`, raters `[R]` of `[HW]` or None, image channel 0)
-    slices: BTreeMap<i32, (Vec<Vec<f32>>, Vec<Option<Vec<u8>>>)>,
+    /// slice_index → that slice's maps.
+    slices: BTreeMap<i32, SliceMaps>,
 }
 
 /// Evaluates the run's best checkpoints and merges the rows into `opts.out`.
