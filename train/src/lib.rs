@@ -6,10 +6,29 @@
 //! - [`loader`]: manifest selections, the paper's augmentations, prefetching worker pool.
 //! - [`models`]: D-Persona's networks (ResNet-34 U-Net, prior/posterior, Fcomb, expert heads).
 //! - [`losses`]: the Dice loss and the Stage-I / Stage-II objectives.
+//! - [`config`]: the training configuration (presets + user TOML, unknown keys rejected).
+//! - [`optim`]: Adam over tch tensors with savable state; [`schedule`]: per-epoch cosine lr.
+//! - [`seeding`]: every random draw seeded from (seed, stage, epoch, step), for resume.
+//! - [`checkpoint`]: crash-safe safetensors checkpoints with JSON sidecars.
+//! - [`run_dir`]: the run folder layout and the `runs/latest` pointer.
+//! - [`train_log`]: `train_log.parquet` and the readable `train.log`.
+//! - [`trainer`]: Stage I and Stage II loops with validation, best/last checkpoints, resume.
+//! - [`infer`]: probability maps from a trained model, scored with eval's metric code.
+//! - [`evaluate`]: `dpersona eval` on a run: units, sample counts, metric frames.
 //! - [`baselines`]: the compared methods (label fusion, Prob. U-Net, CM, Pionono, ...).
 pub mod baselines;
 pub mod batch;
+pub mod checkpoint;
 pub mod cli;
+pub mod config;
+pub mod evaluate;
+pub mod infer;
 pub mod loader;
 pub mod losses;
 pub mod models;
+pub mod optim;
+pub mod run_dir;
+pub mod schedule;
+pub mod seeding;
+pub mod train_log;
+pub mod trainer;
