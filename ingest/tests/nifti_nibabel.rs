@@ -8,7 +8,10 @@ use ingest::synth::nifti as synth;
 use ingest::synth::phantom;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn python() -> PathBuf {
@@ -16,7 +19,10 @@ fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = root().join(".venv/bin/python");
-    assert!(p.exists(), "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv");
+    assert!(
+        p.exists(),
+        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
+    );
     p
 }
 
@@ -25,7 +31,11 @@ fn nibabel_data() -> PathBuf {
         .args(["-c", "import nibabel, os; print(os.path.join(os.path.dirname(nibabel.__file__), 'tests', 'data'))"])
         .output()
         .expect("run python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -37,7 +47,8 @@ fn check_with_nibabel(files: &[PathBuf], dir: &Path) -> String {
         let data = dir.join(format!("vol{i}.f64"));
         let bytes: Vec<u8> = v.data.iter().flat_map(|x| x.to_le_bytes()).collect();
         std::fs::write(&data, bytes).unwrap();
-        entries.push(serde_json::json!({"file": f, "dims": v.dims, "data": data, "affine": v.affine}));
+        entries
+            .push(serde_json::json!({"file": f, "dims": v.dims, "data": data, "affine": v.affine}));
     }
     let manifest = dir.join("manifest.json");
     std::fs::write(&manifest, serde_json::to_vec(&entries).unwrap()).unwrap();
@@ -46,7 +57,11 @@ fn check_with_nibabel(files: &[PathBuf], dir: &Path) -> String {
         .arg(&manifest)
         .output()
         .expect("run python");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{text}");
     assert!(out.status.success(), "nibabel disagrees:\n{text}");
     text
@@ -83,7 +98,10 @@ fn nifti2_files_get_a_clear_error() {
         let err = read_volume(&f).unwrap_err();
         let msg = err.to_string();
         assert_eq!(err.file, f);
-        assert!(msg.contains("NIfTI-2") && msg.contains("only NIfTI-1"), "{msg}");
+        assert!(
+            msg.contains("NIfTI-2") && msg.contains("only NIfTI-1"),
+            "{msg}"
+        );
     }
 }
 
@@ -107,14 +125,26 @@ fn nibabel_reads_what_the_synthetic_writer_writes() {
             // Our reader gives back the phantom's mask in the documented [x, y, z] = [col, row, z] order.
             let vol = read_volume(&f).unwrap();
             assert_eq!(vol.dims, vec![v.width, v.height, v.depth]);
-            for (a, b) in vol.affine.iter().flatten().zip(want_affine.iter().flatten()) {
-                assert!((a - b).abs() < 1e-4, "{f:?}: affine {:?} vs {want_affine:?}", vol.affine);
+            for (a, b) in vol
+                .affine
+                .iter()
+                .flatten()
+                .zip(want_affine.iter().flatten())
+            {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{f:?}: affine {:?} vs {want_affine:?}",
+                    vol.affine
+                );
             }
             let mask = v.targets[0].rater_masks[k].as_ref().unwrap();
             for z in 0..v.depth {
                 for row in 0..v.height {
                     for col in 0..v.width {
-                        assert_eq!(vol.at(col, row, z), mask[(z * v.height + row) * v.width + col] as f64);
+                        assert_eq!(
+                            vol.at(col, row, z),
+                            mask[(z * v.height + row) * v.width + col] as f64
+                        );
                     }
                 }
             }

@@ -1,0 +1,64 @@
+//! The nearest-neighbour resampling of NIfTI slices against scipy.ndimage.zoom(order=0),
+//! which the paper's NPC loader uses.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ingest::nifti::slicing::zoom_index;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
+    );
+    p
+}
+
+#[test]
+fn zoom_index_matches_scipy() {
+    let sizes = [
+        (160, 128),
+        (100, 128),
+        (512, 128),
+        (3, 5),
+        (5, 3),
+        (128, 128),
+        (257, 64),
+        (7, 128),
+    ];
+    let cases: Vec<_> = sizes
+        .iter()
+        .map(|&(n_in, n_out)| {
+            let index: Vec<usize> = (0..n_out).map(|o| zoom_index(o, n_in, n_out)).collect();
+            serde_json::json!({"n_in": n_in, "n_out": n_out, "index": index})
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("cases.json");
+    std::fs::write(&f, serde_json::to_vec(&cases).unwrap()).unwrap();
+    let out = Command::new(python())
+        .arg(root().join("tests/py/nifti_zoom_vs_scipy.py"))
+        .arg(&f)
+        .output()
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success() && text.contains("8/8 zooms match scipy"),
+        "scipy disagrees:\n{text}"
+    );
+}
