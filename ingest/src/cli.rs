@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::lidc::{LidcFormat, LidcParams};
+use crate::nifti::{CropMode, NiftiFormat, NiftiParams};
 use crate::pipeline::{self, IngestOptions, DEFAULT_SHARD_ROWS};
 use crate::study::SourceFormat;
 
@@ -65,7 +66,28 @@ pub enum IngestFormat {
     Nifti {
         #[command(flatten)]
         common: IngestCommon,
+        /// Crop each slice at native resolution instead of resampling it (nearest
+        /// neighbour, scipy `zoom(order=0)`) to --crop-size, as the paper's NPC loader does.
+        #[arg(long)]
+        no_resample: bool,
+        /// Where the crop window sits when cropping (--no-resample): `centre` of the slice
+        /// grid, or `union-box`, centred on every rater's marks over the whole volume.
+        #[arg(long, value_enum, default_value_t = CropArg::Centre)]
+        crop_mode: CropArg,
+        /// Share (0 to 1) of the slices that no rater marks kept as negative examples.
+        #[arg(long, default_value_t = NiftiParams::default().empty_slice_share)]
+        empty_slice_share: f64,
+        /// Seed of the choice of kept unmarked slices.
+        #[arg(long, default_value_t = NiftiParams::default().empty_slice_seed)]
+        empty_slice_seed: u64,
     },
+}
+
+/// `--crop-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CropArg {
+    Centre,
+    UnionBox,
 }
 
 /// Flags every format shares.
@@ -145,9 +167,19 @@ pub fn run_synth(args: SynthArgs) -> anyhow::Result<()> {
             );
         }
         SynthKind::Nifti => {
-            anyhow::bail!(
-                "`dpersona synth nifti` is not wired in yet (the NIfTI writer has not landed)"
-            )
+            let s = crate::synth::nifti::write_dataset(&args.out, args.studies, args.seed)
+                .with_context(|| {
+                    format!("writing synthetic NIfTI studies to {}", args.out.display())
+                })?;
+            println!(
+                "wrote {} synthetic NIfTI studies ({} image files, {} label files of which {} empty, seed {}) to {}",
+                s.studies,
+                s.image_files,
+                s.label_files,
+                s.empty_labels,
+                args.seed,
+                args.out.display()
+            );
         }
     }
     println!(
@@ -185,10 +217,28 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
             };
             ingest_with(&LidcFormat::new(params), &common)
         }
-        IngestFormat::Nifti { .. } => {
-            anyhow::bail!(
-                "`dpersona ingest nifti` is not wired in yet (the NIfTI reader has not landed)"
-            )
+        IngestFormat::Nifti {
+            common,
+            no_resample,
+            crop_mode,
+            empty_slice_share,
+            empty_slice_seed,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&empty_slice_share),
+                "--empty-slice-share must lie in [0, 1], got {empty_slice_share}"
+            );
+            let params = NiftiParams {
+                crop_size: common.crop_size.unwrap_or(NiftiParams::default().crop_size),
+                crop_mode: match crop_mode {
+                    CropArg::Centre => CropMode::Centre,
+                    CropArg::UnionBox => CropMode::UnionBox,
+                },
+                resample: !no_resample,
+                empty_slice_share,
+                empty_slice_seed,
+            };
+            ingest_with(&NiftiFormat::new(params), &common)
         }
     }
 }

@@ -215,6 +215,74 @@ fn synth_then_ingest_lidc_and_polars_agrees() {
     );
 }
 
+#[test]
+fn synth_then_ingest_nifti_and_polars_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, out) = (dir.path().join("raw"), dir.path().join("data"));
+    run(&["synth", "nifti", s(&raw), "--studies", "3", "--seed", "11"]).unwrap();
+    run(&[
+        "ingest",
+        "nifti",
+        s(&raw),
+        "--out",
+        s(&out),
+        "--folds",
+        "3",
+        "--crop-size",
+        "64",
+        "--empty-slice-share",
+        "0.5",
+    ])
+    .unwrap();
+    let m = Manifest::read(&out.join("manifest.parquet")).unwrap();
+    assert_eq!(m.studies.len(), 3);
+    assert_eq!(m.header.channels, ["t1", "t1c", "t2"]);
+    assert_eq!(
+        m.header.params["nifti"]["resample"],
+        serde_json::json!(true)
+    );
+    assert_eq!(
+        m.header.params["nifti"]["empty_slice_share"],
+        serde_json::json!(0.5)
+    );
+    let rows = sorted_rows(&m);
+    assert!(!rows.is_empty());
+    assert!(rows
+        .iter()
+        .all(|r| r.channels == 3 && r.height == 64 && r.width == 64));
+    // Some kept slices carry no mark at all: the negatives the share asked for.
+    assert!(rows.iter().any(|r| r.union.iter().all(|&v| v == 0)));
+    assert!(rows.iter().any(|r| r.union.iter().any(|&v| v == 1)));
+    let output = Command::new(python())
+        .arg(workspace_root().join("tests/py/shards_polars_check.py"))
+        .arg(&out)
+        .arg("3")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{text}");
+    assert!(output.status.success(), "polars check failed:\n{text}");
+
+    let err = run(&[
+        "ingest",
+        "nifti",
+        s(&raw),
+        "--out",
+        s(&out),
+        "--empty-slice-share",
+        "1.5",
+    ])
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("--empty-slice-share"),
+        "{err:#}"
+    );
+}
+
 const CHILD_ENV: &str = "DPERSONA_TEST_CHILD_ARGS";
 
 /// Runs the CLI with the arguments in `DPERSONA_TEST_CHILD_ARGS` (tab-separated); only
