@@ -246,7 +246,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         resume,
         backbone_weights: args.backbone_weights.clone(),
         progress: !args.quiet,
-        latest_pointer: Some(PathBuf::from(LATEST_POINTER)),
+        latest_pointer: Some(latest_pointer_for(&out)),
         stop_after: None,
     })
     .with_context(|| format!("training into {}", out.display()))?;
@@ -263,10 +263,21 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "run: {}  (logs: train.log, train_log.parquet; latest: {LATEST_POINTER})",
-        out.display()
+        "run: {}  (logs: train.log, train_log.parquet; recorded as the latest run in {})",
+        out.display(),
+        latest_pointer_for(&out).display()
     );
     Ok(())
+}
+
+/// The `latest` pointer sits beside the run folder (`runs/a` -> `runs/latest`), so that
+/// the default `runs/<name>` runs are found by `dpersona eval` with no `--run`, and a run
+/// written elsewhere never touches the current folder's pointer.
+fn latest_pointer_for(run: &Path) -> PathBuf {
+    run.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("latest")
 }
 
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
