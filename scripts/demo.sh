@@ -24,7 +24,7 @@ $DP eval --run "$OUT/runs/demo" --out "$OUT/results.parquet" --samples 10 --bank
 
 step "5/5 report: paper-style table and figures"
 $DP report "$OUT/results.parquet" --figures "$OUT/figures" --run "$OUT/runs/demo" \
-  --predictions "$OUT/predictions"
+  --predictions "$OUT/predictions/stage1_n10" --predictions "$OUT/predictions/stage2_bank100"
 
 echo
 echo "demo finished in $(( $(date +%s) - start )) s; figures in $OUT/figures"
