@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use tch::Device;
 
+use crate::baselines::BaselineSpec;
 use crate::config::{SelectOn, TrainConfig};
 use crate::evaluate::{evaluate, evaluate_predictions_dir, EvalOptions};
 use crate::run_dir::RunDir;
@@ -46,6 +47,29 @@ impl DeviceArg {
     }
 }
 
+/// The method `dpersona train` trains (baselines.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// D-Persona, Stage I and II (the default).
+    Dpersona,
+    /// Probabilistic U-Net; evaluated on its prior samples.
+    ProbUnet,
+    /// One U-Net on one rater's masks (--rater K).
+    UnetRater,
+    /// U-Net on the majority vote (--mv RULE).
+    Mv,
+    /// U-Net on a random present rater per sample.
+    Rs,
+    /// U-Net on the STAPLE label.
+    Staple,
+    /// Confusion matrices per rater, one per image.
+    CmGlobal,
+    /// Confusion matrices per rater and pixel.
+    CmPixel,
+    /// Per-rater latent Gaussians with a shared head.
+    Pionono,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SelectOnArg {
     Val,
@@ -58,6 +82,16 @@ pub struct TrainArgs {
     /// Manifest written by `dpersona ingest`.
     #[arg(long)]
     pub manifest: PathBuf,
+    /// Method to train. Baselines use their default options (change them in the `[baseline]`
+    /// table of --config) and one stage (optim.epochs_stage1 epochs, in RUN/stage1).
+    #[arg(long, value_enum, default_value = "dpersona")]
+    pub method: MethodArg,
+    /// unet-rater: the rater (0-based, manifest order) whose masks the U-Net learns.
+    #[arg(long)]
+    pub rater: Option<i64>,
+    /// mv: tie rule of the majority vote.
+    #[arg(long, value_enum, default_value = "strict")]
+    pub mv: crate::baselines::fusion::MvRule,
     /// Run folder (config, checkpoints, logs). Default: runs/<dataset>-dpersona-<UTC time>.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -198,7 +232,57 @@ pub fn resolve_config(
             SelectOnArg::Test => SelectOn::Test,
         };
     }
+    cfg.baseline = baseline_spec(args, cfg.baseline.take())?;
     Ok((preset, cfg))
+}
+
+/// The baseline that --method (and --rater/--mv) select. A `[baseline]` table of --config
+/// for the same method supplies its options; for another method it is an error.
+pub fn baseline_spec(
+    args: &TrainArgs,
+    from_config: Option<BaselineSpec>,
+) -> anyhow::Result<Option<BaselineSpec>> {
+    anyhow::ensure!(
+        args.rater.is_none() || args.method == MethodArg::UnetRater,
+        "--rater only applies to --method unet-rater"
+    );
+    let spec = match args.method {
+        MethodArg::Dpersona => None,
+        MethodArg::UnetRater => Some(BaselineSpec::UnetRater {
+            rater: args.rater.context(
+                "--method unet-rater needs --rater K (run it once per rater for the R models)",
+            )?,
+        }),
+        MethodArg::Mv => Some(BaselineSpec::Mv { rule: args.mv }),
+        MethodArg::Rs => Some(BaselineSpec::Rs),
+        MethodArg::Staple => Some(BaselineSpec::Staple(Default::default())),
+        MethodArg::ProbUnet => Some(BaselineSpec::ProbUnet(Default::default())),
+        MethodArg::CmGlobal => Some(BaselineSpec::CmGlobal(Default::default())),
+        MethodArg::CmPixel => Some(BaselineSpec::CmPixel(Default::default())),
+        MethodArg::Pionono => Some(BaselineSpec::Pionono(Default::default())),
+    };
+    Ok(match (spec, from_config) {
+        (None, None) => None,
+        (None, Some(c)) => anyhow::bail!(
+            "the configuration has a [baseline] table for `{}` but --method is dpersona; pass --method {}",
+            c.name(),
+            c.name()
+        ),
+        (Some(s), None) => Some(s),
+        (Some(s), Some(c)) => {
+            anyhow::ensure!(
+                s.name() == c.name(),
+                "--method {} but the configuration's [baseline] table is for `{}`",
+                s.name(),
+                c.name()
+            );
+            // Flags that pick the method's target win over the file's.
+            match s {
+                BaselineSpec::UnetRater { .. } | BaselineSpec::Mv { .. } => Some(s),
+                _ => Some(c),
+            }
+        }
+    })
 }
 
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
@@ -225,7 +309,8 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     }
     let (preset, config) = resolve_config(&args, &manifest)?;
     let out = args.out.clone().unwrap_or_else(|| {
-        RunDir::default_path(Path::new("runs"), &manifest.header.dataset, "dpersona")
+        let method = config.baseline.as_ref().map_or("dpersona", |b| b.name());
+        RunDir::default_path(Path::new("runs"), &manifest.header.dataset, method)
     });
     let stages = match args.stage {
         StageArg::One => Stages::One,

@@ -167,6 +167,11 @@ pub struct TrainConfig {
     pub validation: ValidationConfig,
     pub loader: LoaderSettings,
     pub nan: NanPolicy,
+    /// The baseline this run trains instead of D-Persona (`dpersona train --method NAME`,
+    /// table `[baseline]` with `method = "NAME"` and the method's options). Absent for
+    /// D-Persona, so its `config.toml` and config hash are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::baselines::BaselineSpec>,
 }
 
 /// Merges `over` into `base`: tables merge key by key, every other value replaces.

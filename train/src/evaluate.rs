@@ -12,7 +12,7 @@ use eval::results_frame::{write_results, Conventions, ResultsWritten};
 use eval::unit_metrics::{score_unit, MetricOptions, ScoreError};
 use schemas::manifest::{Manifest, SourceKind};
 use schemas::metrics::MetricRecord;
-use tch::Device;
+use tch::{Device, Tensor};
 
 use crate::checkpoint::{self, Slot};
 use crate::infer::{predict, BatchPredictions, Outputs};
@@ -160,21 +160,72 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let mut rows: Vec<MetricRecord> = Vec::new();
     let mut lines = Vec::new();
     let mut shas = Vec::new();
+    if let Some(spec) = cfg.baseline.clone() {
+        // A baseline has one stage; its outputs are the method's prediction set (S maps).
+        let stage = crate::baseline_trainer::BASELINE_STAGE;
+        let dir = run.stage_dir(stage);
+        let best = checkpoint::read_info(&dir, Slot::Best)?.ok_or_else(|| {
+            EvalError::Setup(format!(
+                "{}: no best checkpoint (best.json); train first",
+                dir.display()
+            ))
+        })?;
+        let (mut vs, model) = crate::baseline_trainer::build_baseline(&cfg, &spec, opts.device)?;
+        let sha = load_checked(&dir, &best, &mut vs)?;
+        shas.push((stage, sha.clone()));
+        let n_samples = match &spec {
+            crate::baselines::BaselineSpec::ProbUnet(o) => o.eval_samples as u32,
+            _ => 0,
+        };
+        let ctx = EvalContext {
+            run: run_name.clone(),
+            method: spec.name().into(),
+            stage,
+            n_samples,
+            bank: 0,
+            fold: fold.unwrap_or(0),
+            seed: opts.seed,
+            checkpoint_sha256: sha,
+        };
+        let writer = match &opts.save_predictions {
+            Some(root) => Some(PredictionWriter::create(
+                &root.join(spec.name()),
+                &PredictionsHeader::new(&ctx, unit, fold),
+            )?),
+            None => None,
+        };
+        reseed(opts.seed, Stream::Inference, stage, n_samples as u64, 0);
+        let predict_fn = |x: &Tensor| crate::baseline_trainer::predict_set(&model, x);
+        let units = run_one(
+            &loader,
+            &predict_fn,
+            opts.device,
+            unit,
+            &expected,
+            &metric_opts,
+            &ctx,
+            writer.as_ref(),
+            &mut rows,
+        )?;
+        lines.push(summary_line(&rows, stage, n_samples, 0, units));
+        let written = write_results(
+            &opts.out,
+            &rows,
+            &Conventions::new(&metric_opts, unit, opts.seed),
+        )?;
+        return Ok(EvalSummary {
+            written,
+            lines,
+            checkpoint_sha256: shas,
+        });
+    }
     for stage in stages {
         let dir = run.stage_dir(stage);
         let best = checkpoint::read_info(&dir, Slot::Best)?.ok_or_else(|| {
             EvalError::Setup(format!("{}: no best checkpoint (best.json)", dir.display()))
         })?;
         let (mut vs, model) = build_model(&cfg, opts.device)?;
-        let weights = checkpoint::load_weights(&dir, &best, &mut vs)?;
-        let sha = schemas::hashing::sha256_file(&weights)?;
-        if sha != best.weights_sha256 {
-            return Err(EvalError::Setup(format!(
-                "{}: SHA-256 {sha} differs from {} recorded in best.json (file changed)",
-                weights.display(),
-                best.weights_sha256
-            )));
-        }
+        let sha = load_checked(&dir, &best, &mut vs)?;
         shas.push((stage, sha.clone()));
         let evaluations: Vec<(Outputs, u32, u32)> = if stage == 1 {
             opts.samples
@@ -224,11 +275,11 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
                 bank as u64,
             );
             let before = rows.len();
+            let predict_fn = |x: &Tensor| predict(&model, x, outputs);
             let units = run_one(
                 &loader,
-                &model,
+                &predict_fn,
                 opts.device,
-                outputs,
                 unit,
                 &expected,
                 &metric_opts,
@@ -266,14 +317,59 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     })
 }
 
+/// Loads `best` into `vs` and checks the weights' SHA-256 against the sidecar; returns it.
+fn load_checked(
+    dir: &Path,
+    best: &checkpoint::CheckpointInfo,
+    vs: &mut tch::nn::VarStore,
+) -> Result<String, EvalError> {
+    let weights = checkpoint::load_weights(dir, best, vs)?;
+    let sha = schemas::hashing::sha256_file(&weights)?;
+    if sha != best.weights_sha256 {
+        return Err(EvalError::Setup(format!(
+            "{}: SHA-256 {sha} differs from {} recorded in best.json (file changed)",
+            weights.display(),
+            best.weights_sha256
+        )));
+    }
+    Ok(sha)
+}
+
+/// Mean GED and Dice_match of the rows of the last evaluation (those after all others).
+fn summary_line(
+    rows: &[MetricRecord],
+    stage: u8,
+    n_samples: u32,
+    bank: u32,
+    units: usize,
+) -> EvalLine {
+    let mean = |name: &str| {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter(|r| {
+                r.metric == name && r.stage == stage && r.n_samples == n_samples && r.bank == bank
+            })
+            .map(|r| r.value)
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    EvalLine {
+        stage,
+        n_samples,
+        bank,
+        units,
+        ged: mean(eval::metric_rows::names::GED),
+        dice_match: mean(eval::metric_rows::names::DICE_MATCH),
+    }
+}
+
 /// Predicts every slice of the loader, groups slices into units and scores each unit as
 /// soon as it is complete. Returns the number of units scored.
 #[allow(clippy::too_many_arguments)]
 fn run_one(
     loader: &Loader,
-    model: &crate::models::DPersona,
+    predict_fn: &dyn Fn(&Tensor) -> Tensor,
     device: Device,
-    outputs: Outputs,
     unit: UnitKind,
     expected: &HashMap<(String, String), usize>,
     opts: &MetricOptions,
@@ -286,7 +382,7 @@ fn run_one(
     for batch in loader.epoch(0) {
         let batch = batch?;
         let (x, _) = batch.to_tensors(device);
-        let preds = BatchPredictions::new(&batch, &predict(model, &x, outputs));
+        let preds = BatchPredictions::new(&batch, &predict_fn(&x));
         let chw = batch.c * batch.h * batch.w;
         for b in 0..batch.b {
             let id = &batch.rows[b];

@@ -16,6 +16,8 @@
 //! - [`infer`]: probability maps from a trained model, scored with eval's metric code.
 //! - [`evaluate`]: `dpersona eval` on a run: units, sample counts, metric frames.
 //! - [`baselines`]: the compared methods (label fusion, Prob. U-Net, CM, Pionono, ...).
+//! - [`baseline_trainer`]: the baselines' training loop on the trainer's machinery.
+pub mod baseline_trainer;
 pub mod baselines;
 pub mod batch;
 pub mod checkpoint;

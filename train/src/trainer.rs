@@ -191,8 +191,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             dataset: manifest.header.dataset.clone(),
             fold: opts.fold,
             preset: opts.preset.clone(),
-            method: "dpersona".into(),
-            stages: opts.stages.list(),
+            method: cfg
+                .baseline
+                .as_ref()
+                .map_or("dpersona", |b| b.name())
+                .into(),
+            stages: if cfg.baseline.is_some() {
+                vec![crate::baseline_trainer::BASELINE_STAGE]
+            } else {
+                opts.stages.list()
+            },
             created_unix_s: created,
             dpersona_version: env!("CARGO_PKG_VERSION").into(),
         })?;
@@ -239,6 +247,33 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         fingerprint: manifest.header.fingerprint.clone(),
     };
     let mut log = TrainLog::open(&run)?;
+    if let Some(spec) = &cfg.baseline {
+        if spec.fusion().is_some() {
+            return Err(TrainError::Setup(format!(
+                "--method {}: training on a fused label is not wired into the trainer yet",
+                spec.name()
+            )));
+        }
+        let stage = crate::baseline_trainer::BASELINE_STAGE;
+        let done = crate::baseline_trainer::run_baseline(
+            &crate::baseline_trainer::BaselineStage {
+                cfg: &cfg,
+                spec,
+                run: &run,
+                device: opts.device,
+                train: &train_loader,
+                val: &val_loader,
+                fingerprint: manifest.header.fingerprint.clone(),
+                stop_after: opts.stop_after,
+            },
+            &mut log,
+        )?;
+        return Ok(TrainSummary {
+            run: opts.run.clone(),
+            completed: done.is_some(),
+            best: done.map(|i| vec![(stage, i)]).unwrap_or_default(),
+        });
+    }
     let mut best = Vec::new();
     for stage in opts.stages.list() {
         match run_stage(
