@@ -46,7 +46,10 @@ impl RandomRater {
     /// `[B]` tensor. A row with no rater present gets rater 0 (its masks are all zero, so
     /// it is an "empty" target either way).
     pub fn draw_batch(&mut self, present: &[bool], r: usize) -> Vec<i64> {
-        assert!(r > 0 && present.len().is_multiple_of(r), "present must be [B, R]");
+        assert!(
+            r > 0 && present.len().is_multiple_of(r),
+            "present must be [B, R]"
+        );
         present
             .chunks(r)
             .map(|row| self.draw(row).unwrap_or(0) as i64)
