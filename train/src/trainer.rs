@@ -147,6 +147,18 @@ pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<(VarStore, DPers
 
 /// Runs the requested stages into `opts.run`.
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
+    // Checked before the run folder is made, so a refused method leaves nothing behind.
+    if let Some(spec) = opts
+        .config
+        .baseline
+        .as_ref()
+        .filter(|s| s.fusion().is_some())
+    {
+        return Err(TrainError::Setup(format!(
+            "--method {}: training on a fused label is not wired into the trainer yet",
+            spec.name()
+        )));
+    }
     let run = RunDir::new(&opts.run);
     let manifest = Manifest::read(&opts.manifest)?;
     let cfg = if opts.resume {
@@ -248,12 +260,6 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     };
     let mut log = TrainLog::open(&run)?;
     if let Some(spec) = &cfg.baseline {
-        if spec.fusion().is_some() {
-            return Err(TrainError::Setup(format!(
-                "--method {}: training on a fused label is not wired into the trainer yet",
-                spec.name()
-            )));
-        }
         let stage = crate::baseline_trainer::BASELINE_STAGE;
         let done = crate::baseline_trainer::run_baseline(
             &crate::baseline_trainer::BaselineStage {

@@ -182,3 +182,94 @@ fn resumed_cm_run_equals_uninterrupted_run() {
         assert!(t.equal(&b[name]), "tensor `{name}` differs after resume");
     }
 }
+
+#[derive(clap::Parser)]
+struct TrainCmd {
+    #[command(flatten)]
+    args: train::cli::TrainArgs,
+}
+
+#[derive(clap::Parser)]
+struct EvalCmd {
+    #[command(flatten)]
+    args: train::cli::EvalArgs,
+}
+
+fn train_args(args: &[&str]) -> train::cli::TrainArgs {
+    use clap::Parser;
+    TrainCmd::try_parse_from(std::iter::once("train").chain(args.iter().copied()))
+        .unwrap()
+        .args
+}
+
+#[test]
+fn cli_method_flag_trains_evaluates_and_rejects_bad_combinations() {
+    use clap::Parser;
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = write_dataset(&tmp.path().join("data"), &["train", "val", "test"], 2, 5);
+    let m = manifest.to_str().unwrap();
+    let cfg = tmp.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        "[optim]\nepochs_stage1 = 1\nbatch_size = 4\n[loader]\nthreads = 1\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let run = tmp.path().join("runs").join("rs");
+    let r = run.to_str().unwrap();
+    let common = [
+        "--manifest",
+        m,
+        "--preset",
+        "small",
+        "--config",
+        c,
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+
+    let err = |extra: &[&str], out: &str| {
+        let mut a: Vec<&str> = common.to_vec();
+        a.extend_from_slice(&["--out", out]);
+        a.extend_from_slice(extra);
+        format!("{:#}", train::cli::run_train(train_args(&a)).unwrap_err())
+    };
+    let other = tmp.path().join("other");
+    let o = other.to_str().unwrap();
+    let e = err(&["--method", "unet-rater"], o);
+    assert!(e.contains("--rater"), "{e}");
+    let e = err(&["--method", "rs", "--rater", "1"], o);
+    assert!(e.contains("--rater only applies"), "{e}");
+    let e = err(&["--method", "unet-rater", "--rater", "9"], o);
+    assert!(e.contains("rater 9"), "{e}");
+    let e = err(&["--method", "mv", "--mv", "soft"], o);
+    assert!(e.contains("mv") && e.contains("not wired"), "{e}");
+
+    let mut a: Vec<&str> = common.to_vec();
+    a.extend_from_slice(&["--out", r, "--method", "rs"]);
+    train::cli::run_train(train_args(&a)).unwrap();
+    assert_eq!(RunDir::new(&run).read_info().unwrap().method, "rs");
+
+    let results = tmp.path().join("results.parquet");
+    let eval = EvalCmd::try_parse_from([
+        "eval",
+        "--run",
+        r,
+        "--out",
+        results.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ])
+    .unwrap()
+    .args;
+    train::cli::run_eval(eval).unwrap();
+    let (rows, _) = schemas::read_table::<MetricRecord>(&results).unwrap();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter().all(|r| r.method == "rs" && r.n_outputs == 1),
+        "{:?}",
+        rows[0]
+    );
+}
