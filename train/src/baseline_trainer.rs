@@ -156,12 +156,13 @@ pub fn run_baseline(
                 RandomRater::for_step(cfg.seed, epoch, step).draw_batch(&batch.present, batch.r);
             let rater = Tensor::from_slice(&raters).to_device(ctx.device);
             let present = t.present.shallow_clone();
+            let target = batch.target_tensor(ctx.device);
             let bb = BaselineBatch {
                 x: &t.images,
                 y: &t.masks,
                 present: &present,
                 rater: &rater,
-                target: None,
+                target: target.as_ref(),
             };
             let elapsed = started.elapsed().as_secs_f64();
             let Some(terms) = model.loss(&bb, true) else {

@@ -24,6 +24,9 @@ pub struct Batch {
     pub intersection: Vec<f32>,
     /// `[B, H, W]`: 1.0 where any PRESENT rater marked the pixel.
     pub union: Vec<f32>,
+    /// `[B, H, W]` the fused training target when the dataset carries one (augmented
+    /// with the masks' warp), else `None`.
+    pub target: Option<Vec<f32>>,
     pub b: usize,
     pub c: usize,
     pub r: usize,
@@ -52,6 +55,14 @@ impl Batch {
     pub fn to_tensors(&self, device: Device) -> (Tensor, Tensor) {
         let t = self.tensors(device, false);
         (t.images, t.masks)
+    }
+
+    /// The fused target `[B, 1, H, W]` on `device`, if the batch has one.
+    pub fn target_tensor(&self, device: Device) -> Option<Tensor> {
+        let shape = [self.b as i64, 1, self.h as i64, self.w as i64];
+        self.target
+            .as_ref()
+            .map(|t| upload(t, &shape, device, false))
     }
 
     /// Union and intersection `[B, 1, H, W]` as f32 tensors on `device`: `(union, intersection)`.

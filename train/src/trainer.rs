@@ -147,18 +147,6 @@ pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<(VarStore, DPers
 
 /// Runs the requested stages into `opts.run`.
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
-    // Checked before the run folder is made, so a refused method leaves nothing behind.
-    if let Some(spec) = opts
-        .config
-        .baseline
-        .as_ref()
-        .filter(|s| s.fusion().is_some())
-    {
-        return Err(TrainError::Setup(format!(
-            "--method {}: training on a fused label is not wired into the trainer yet",
-            spec.name()
-        )));
-    }
     let run = RunDir::new(&opts.run);
     let manifest = Manifest::read(&opts.manifest)?;
     let cfg = if opts.resume {
@@ -227,7 +215,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         opts.fold
     };
     let (train_sel, val_sel) = selections(fold, cfg.validation.select_on);
-    let train_ds = Dataset::from_manifest(manifest.clone(), &train_sel)?;
+    let mut train_ds = Dataset::from_manifest(manifest.clone(), &train_sel)?;
+    if let Some(fusion) = cfg.baseline.as_ref().and_then(|b| b.fusion()) {
+        // MV/STAPLE targets of the training studies (cached beside the manifest), carried
+        // by the loader so that they go through the masks' augmentation.
+        let mut studies: Vec<String> = train_ds
+            .slices_per_study()
+            .keys()
+            .map(|s| s.to_string())
+            .collect();
+        studies.sort();
+        let fused = crate::baselines::fusion::fused_labels(&manifest, &studies, &fusion)
+            .map_err(|e| TrainError::Setup(format!("{} labels: {e}", fusion.name())))?;
+        train_ds = train_ds.with_targets(|id| fused.get(id))?;
+    }
     let val_ds = Dataset::from_manifest(manifest.clone(), &val_sel)?;
     let train_loader = Loader::new(
         train_ds,

@@ -11,6 +11,7 @@ use std::path::Path;
 use schemas::metrics::MetricRecord;
 use schemas::train_log::TrainLogRecord;
 use tch::Tensor;
+use train::baselines::fusion::{MvRule, StapleParams};
 use train::baselines::{BaselineSpec, CmOptions, PiononoOptions, ProbUnetOptions};
 use train::checkpoint::{read_info, Slot};
 use train::evaluate::{evaluate, EvalOptions};
@@ -68,6 +69,13 @@ fn each_baseline_trains_and_evaluates_under_its_name() {
         (BaselineSpec::CmGlobal(CmOptions::default()), RATERS),
         (BaselineSpec::CmPixel(CmOptions::default()), RATERS),
         (BaselineSpec::Pionono(PiononoOptions::default()), RATERS),
+        (
+            BaselineSpec::Mv {
+                rule: MvRule::Strict,
+            },
+            1,
+        ),
+        (BaselineSpec::Staple(StapleParams::default()), 1),
     ];
     let results = tmp.path().join("results.parquet");
     for (spec, _) in &cases {
@@ -244,8 +252,6 @@ fn cli_method_flag_trains_evaluates_and_rejects_bad_combinations() {
     assert!(e.contains("--rater only applies"), "{e}");
     let e = err(&["--method", "unet-rater", "--rater", "9"], o);
     assert!(e.contains("rater 9"), "{e}");
-    let e = err(&["--method", "mv", "--mv", "soft"], o);
-    assert!(e.contains("mv") && e.contains("not wired"), "{e}");
 
     let mut a: Vec<&str> = common.to_vec();
     a.extend_from_slice(&["--out", r, "--method", "rs"]);
@@ -272,4 +278,77 @@ fn cli_method_flag_trains_evaluates_and_rejects_bad_combinations() {
         "{:?}",
         rows[0]
     );
+}
+
+/// Majority (strict: more than half of the present raters) of `masks` `[R, HW]`.
+fn strict_majority(masks: &[f32], present: &[bool], hw: usize) -> Vec<f32> {
+    let n = present.iter().filter(|&&p| p).count();
+    (0..hw)
+        .map(|i| {
+            let votes: usize = present
+                .iter()
+                .enumerate()
+                .filter(|(_, &p)| p)
+                .map(|(k, _)| (masks[k * hw + i] > 0.5) as usize)
+                .sum();
+            f32::from(u8::from(n > 0 && 2 * votes > n))
+        })
+        .collect()
+}
+
+#[test]
+fn loader_target_goes_through_the_masks_augmentation() {
+    use train::loader::{Dataset, Loader, LoaderConfig, Selection};
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = write_dataset(&tmp.path().join("data"), &["train", "train"], 4, 9);
+    let m = schemas::manifest::Manifest::read(&manifest).unwrap();
+    let ds = Dataset::from_manifest(m.clone(), &Selection::split("train")).unwrap();
+    let (_, r, h, w) = ds.dims();
+    let hw = h * w;
+    // Targets computed here from the RAW masks; the loader must warp them like the masks.
+    let raw: Vec<(train::batch::RowId, Vec<f32>)> = (0..ds.len())
+        .map(|i| {
+            let s = ds.get(i);
+            let masks: Vec<f32> = s.masks.iter().map(|&v| v as f32).collect();
+            (s.id.clone(), strict_majority(&masks, s.present, hw))
+        })
+        .collect();
+    let ds = Dataset::from_manifest(m, &Selection::split("train"))
+        .unwrap()
+        .with_targets(|id| raw.iter().find(|(i, _)| i == id).map(|(_, t)| t.as_slice()))
+        .unwrap();
+    let loader = Loader::new(
+        ds,
+        LoaderConfig {
+            batch_size: 4,
+            threads: 1,
+            shuffle: true,
+            augment: train::loader::AugmentKind::Lidc,
+            seed: 3,
+            ..LoaderConfig::default()
+        },
+    )
+    .unwrap();
+    let (mut rows, mut moved) = (0, 0);
+    for epoch in 0..3 {
+        for batch in loader.epoch(epoch) {
+            let batch = batch.unwrap();
+            let target = batch.target.as_ref().expect("batch carries the target");
+            for b in 0..batch.b {
+                let want = strict_majority(
+                    &batch.masks[b * r * hw..(b + 1) * r * hw],
+                    &batch.present[b * r..(b + 1) * r],
+                    hw,
+                );
+                let got = &target[b * hw..(b + 1) * hw];
+                assert_eq!(got, want.as_slice(), "{:?}", batch.rows[b]);
+                let id = &batch.rows[b];
+                let unwarped = &raw.iter().find(|(i, _)| i == id).unwrap().1;
+                moved += usize::from(got != unwarped.as_slice());
+                rows += 1;
+            }
+        }
+    }
+    // The check means something only if augmentation actually moved some labels.
+    assert!(moved > 0, "no augmented row among {rows}");
 }

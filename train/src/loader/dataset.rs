@@ -38,6 +38,9 @@ pub struct RawSlice<'a> {
     /// `[R]`.
     pub present: &'a [bool],
     pub id: &'a RowId,
+    /// `[H, W]` a per-slice training target (fused MV/STAPLE label) when the dataset has
+    /// them ([`Dataset::with_targets`]); augmented with the same warp as the masks.
+    pub target: Option<&'a [f32]>,
 }
 
 /// The selected slices of one manifest.
@@ -45,6 +48,8 @@ pub struct Dataset {
     manifest: Manifest,
     selection: Selection,
     index: Index,
+    /// `[N, H, W]` optional per-slice targets in slice order.
+    targets: Option<Vec<f32>>,
 }
 
 impl Dataset {
@@ -139,6 +144,7 @@ impl Dataset {
             manifest,
             selection: selection.clone(),
             index,
+            targets: None,
         })
     }
 
@@ -162,7 +168,44 @@ impl Dataset {
             masks: cols.masks(row as usize),
             present: &ix.present[i * r..(i + 1) * r],
             id: &ix.ids[i],
+            target: self.targets.as_ref().map(|t| {
+                let hw = ix.dims.2 * ix.dims.3;
+                &t[i * hw..(i + 1) * hw]
+            }),
         }
+    }
+
+    /// Attaches one `[H, W]` target per slice, looked up by the slice's id (a fused label
+    /// that must be augmented like the masks). `None` from `lookup` or a wrong length is an
+    /// error naming the slice.
+    pub fn with_targets<'t>(
+        mut self,
+        lookup: impl Fn(&RowId) -> Option<&'t [f32]>,
+    ) -> Result<Self> {
+        let (_, _, h, w) = self.dims();
+        let mut all = Vec::with_capacity(self.len() * h * w);
+        for id in &self.index.ids {
+            match lookup(id) {
+                Some(t) if t.len() == h * w => all.extend_from_slice(t),
+                Some(t) => {
+                    return Err(LoaderError::Config(format!(
+                        "target of {}/{} slice {} has {} values, the slices {h}x{w}",
+                        id.study_id,
+                        id.target_id,
+                        id.slice_index,
+                        t.len()
+                    )))
+                }
+                None => {
+                    return Err(LoaderError::Config(format!(
+                        "no target for {}/{} slice {}",
+                        id.study_id, id.target_id, id.slice_index
+                    )))
+                }
+            }
+        }
+        self.targets = Some(all);
+        Ok(self)
     }
 
     pub fn manifest(&self) -> &Manifest {

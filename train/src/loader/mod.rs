@@ -207,6 +207,7 @@ pub fn collate(samples: Vec<Sample>, dims: (usize, usize, usize, usize)) -> Batc
         present: Vec::with_capacity(b * r),
         intersection: Vec::with_capacity(b * h * w),
         union: Vec::with_capacity(b * h * w),
+        target: samples.iter().all(|s| s.target.is_some()).then(Vec::new),
         b,
         c,
         r,
@@ -220,6 +221,9 @@ pub fn collate(samples: Vec<Sample>, dims: (usize, usize, usize, usize)) -> Batc
         batch.present.extend_from_slice(&s.present);
         batch.intersection.extend_from_slice(&s.intersection);
         batch.union.extend_from_slice(&s.union);
+        if let (Some(dst), Some(t)) = (batch.target.as_mut(), &s.target) {
+            dst.extend_from_slice(t);
+        }
         batch.rows.push(s.id);
     }
     batch

@@ -55,6 +55,8 @@ pub struct Sample {
     pub intersection: Vec<f32>,
     /// `[H, W]` 1.0 where any present rater marked the pixel.
     pub union: Vec<f32>,
+    /// `[H*W]` the slice's extra target (fused label), warped like the masks.
+    pub target: Option<Vec<f32>>,
     pub id: RowId,
 }
 
@@ -83,6 +85,15 @@ pub fn make_sample<R: rand::Rng>(
     if draw.noise {
         augmenter.add_noise(&mut image, rng);
     }
+    // Same nearest-neighbour map as the masks, so label and masks stay aligned.
+    let target = raw.target.map(|t| match &draw.warp {
+        None => t.to_vec(),
+        Some(warp) => {
+            let mut out = vec![0f32; t.len()];
+            warp.apply_planes(t, &mut out);
+            out
+        }
+    });
     let perm = rater_permutation(order, &masks, raters);
     let mut out_masks = vec![0f32; raters * hw];
     let mut present = Vec::with_capacity(raters);
@@ -102,6 +113,7 @@ pub fn make_sample<R: rand::Rng>(
         present,
         intersection,
         union,
+        target,
         id: raw.id.clone(),
     }
 }
