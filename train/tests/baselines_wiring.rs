@@ -352,3 +352,33 @@ fn loader_target_goes_through_the_masks_augmentation() {
     // The check means something only if augmentation actually moved some labels.
     assert!(moved > 0, "no augmented row among {rows}");
 }
+
+#[test]
+fn baseline_table_overrides_single_keys_and_rejects_unknown_ones() {
+    let cfg = small_config("[baseline]\nmethod = \"cm-global\"\ncm_lr = 0.05\n");
+    let want = CmOptions {
+        cm_lr: 0.05,
+        ..CmOptions::default()
+    };
+    assert_eq!(cfg.baseline, Some(BaselineSpec::CmGlobal(want)));
+    let err = train::config::TrainConfig::resolve(
+        "small",
+        Some((
+            "[baseline]\nmethod = \"pionono\"\nkl_facter = 1.0\n",
+            "mine.toml",
+        )),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("kl_facter") && err.contains("mine.toml"),
+        "{err}"
+    );
+    let err = train::config::TrainConfig::resolve(
+        "small",
+        Some(("[baseline]\nmethod = \"nope\"\n", "mine.toml")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("nope"), "{err}");
+}

@@ -54,7 +54,8 @@ pub enum CmSupervision {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `default`: a `[baseline]` table in a user config names only the keys it changes.
+#[serde(default, deny_unknown_fields)]
 pub struct CmOptions {
     pub form: CmForm,
     /// λ (faithful: weight of the minimised trace) or α (paper: weight of the maximised trace).

@@ -18,7 +18,8 @@ use crate::models::ModelConfig;
 pub const LATENT_PREFIX: &str = "latents";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `default`: a `[baseline]` table in a user config names only the keys it changes.
+#[serde(default, deny_unknown_fields)]
 pub struct PiononoOptions {
     /// Latent size k (8; NOT the Prob. U-Net's 6).
     pub latent_dim: i64,

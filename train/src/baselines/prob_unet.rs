@@ -15,7 +15,8 @@ use crate::models::ModelConfig;
 
 /// Prob. U-Net knobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// `default`: a `[baseline]` table in a user config names only the keys it changes.
+#[serde(default, deny_unknown_fields)]
 pub struct ProbUnetOptions {
     /// KL weight α (harness: 1.0).
     pub kl_weight: f64,

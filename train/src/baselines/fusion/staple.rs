@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 /// STAPLE parameters (ITK's names and defaults, except the iteration cap: ITK has none).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StapleParams {
     /// ITK `ConfidenceWeight`: scales the fixed foreground prior.
     pub confidence_weight: f64,
