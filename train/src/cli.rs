@@ -301,10 +301,12 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             || args.epochs_stage1.is_some()
             || args.epochs_stage2.is_some()
             || args.select_on.is_some()
-            || args.fold.is_some();
+            || args.fold.is_some()
+            || args.method != MethodArg::Dpersona
+            || args.rater.is_some();
         anyhow::ensure!(
             !overrides,
-            "--resume continues with the run's own config.toml and fold; drop --preset/--config/--seed/--epochs-*/--select-on/--fold"
+            "--resume continues with the run's own config.toml, method and fold; drop --preset/--config/--seed/--epochs-*/--select-on/--fold/--method/--rater"
         );
     }
     let (preset, config) = resolve_config(&args, &manifest)?;

@@ -257,6 +257,16 @@ fn cli_method_flag_trains_evaluates_and_rejects_bad_combinations() {
     a.extend_from_slice(&["--out", r, "--method", "rs"]);
     train::cli::run_train(train_args(&a)).unwrap();
     assert_eq!(RunDir::new(&run).read_info().unwrap().method, "rs");
+    // A resumed run keeps its method: naming one again is refused, resuming without works.
+    let mut a: Vec<&str> = vec!["--manifest", m, "--out", r, "--resume", "--quiet"];
+    let e = format!(
+        "{:#}",
+        train::cli::run_train(train_args(&[a.as_slice(), &["--method", "rs"]].concat()))
+            .unwrap_err()
+    );
+    assert!(e.contains("--method"), "{e}");
+    a.extend_from_slice(&["--device", "cpu"]);
+    train::cli::run_train(train_args(&a)).unwrap();
 
     let results = tmp.path().join("results.parquet");
     let eval = EvalCmd::try_parse_from([
