@@ -7,9 +7,9 @@
 //! - [`cli`]: the `dpersona synth` and `dpersona ingest` commands.
 //! - [`synth`]: synthetic multi-rater studies (phantom anatomy, NIfTI and LIDC writers).
 //! - [`nifti`]: NIfTI-1 multi-rater datasets (NPC-style layout) into slice rows.
+pub mod cli;
+pub mod lidc;
+pub mod nifti;
+pub mod pipeline;
 pub mod study;
 pub mod synth;
-pub mod nifti;
-pub mod lidc;
-pub mod cli;
-pub mod pipeline;
