@@ -10,7 +10,7 @@ fn slice_record(seed: u32) -> SliceRecord {
     let (h, w, r) = (4u32, 5u32, 3usize);
     let hw = (h * w) as usize;
     let masks: Vec<u8> = (0..r * hw)
-        .map(|i| ((i as u32 * 7 + seed) % 3 == 0) as u8)
+        .map(|i| (i as u32 * 7 + seed).is_multiple_of(3) as u8)
         .collect();
     let mut rec = SliceRecord {
         study_id: format!("study-{seed}"),

@@ -357,11 +357,11 @@ pub fn build_slices(
         let row0 = nod.centre.0.round() as i32 - (crop / 2) as i32;
         let col0 = nod.centre.1.round() as i32 - (crop / 2) as i32;
         for (&k, slots) in &nod.slices {
-            if !hu_cache.contains_key(&k) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = hu_cache.entry(k) {
                 let path = &series.slices[k].path;
                 let sha = schemas::hashing::sha256_file(path)
                     .map_err(|e| StudyError::new(path, e.to_string()))?;
-                hu_cache.insert(k, (series.slice_hu(k)?, sha));
+                slot.insert((series.slice_hu(k)?, sha));
             }
             let (hu, sha) = &hu_cache[&k];
             let mut image = vec![0f32; crop * crop];

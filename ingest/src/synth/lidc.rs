@@ -67,15 +67,15 @@ fn uid(rng: &mut ChaCha8Rng) -> String {
     format!("2.25.{}", v.max(1))
 }
 
+/// A traced outline: the boundary pixels and the background pixels just outside them.
+type Outline = (Vec<(i32, i32)>, Vec<(i32, i32)>);
+
 /// Moore-neighbour tracing of one 8-connected region from its first pixel in raster order.
 /// Returns (the region's boundary pixels in order, the background pixels met on the way).
 /// The background walk is 4-connected (consecutive 8-neighbours in clockwise order are
 /// 4-adjacent) and closes around the region, entering and leaving one-pixel notches, so every
 /// region pixel is strictly inside it and every other pixel inside is a walk pixel.
-fn moore_trace(
-    inside: &dyn Fn(i32, i32) -> bool,
-    start: (i32, i32),
-) -> (Vec<(i32, i32)>, Vec<(i32, i32)>) {
+fn moore_trace(inside: &dyn Fn(i32, i32) -> bool, start: (i32, i32)) -> Outline {
     // 8 neighbours (row, col) clockwise on screen (rows grow downwards), starting west.
     const N8: [(i32, i32); 8] = [
         (0, -1),
