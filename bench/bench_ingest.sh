@@ -27,11 +27,11 @@ read -r dp_s dp_kb < "$work/dp.time"
 read -r ref_s ref_kb < "$work/ref.time"
 dp_rows=$(rows_of "$work/dp")
 ref_rows=$(tail -n1 "$work/ref.time.stdout")
-awk -v n="$N" -v dr="$dp_rows" -v ds="$dp_s" -v rr="$ref_rows" -v rs="$ref_s" -v dk="$dp_kb" -v rk="$ref_kb" 'BEGIN {
+awk -v np="$(nproc)" -v n="$N" -v dr="$dp_rows" -v ds="$dp_s" -v rr="$ref_rows" -v rs="$ref_s" -v dk="$dp_kb" -v rk="$ref_kb" 'BEGIN {
   d = dr / ds; r = rr / rs
-  printf "| ingest lidc, %d studies (slices/s) | %.0f | %.0f | %.1fx | %d vs %d rows; %d cores |\n", n, d, r, d / r, dr, rr, ENVIRON["NPROC"]
+  printf "| ingest lidc, %d studies (slices/s) | %.0f | %.0f | %.1fx | %d vs %d rows; %d cores |\n", n, d, r, d / r, dr, rr, np
   printf "| ingest lidc, %d studies (peak RSS MB) | %.0f | %.0f | %.2fx | lower is better |\n", n, dk / 1024, rk / 1024, dk / rk
-}' NPROC="$(nproc)"
+}'
 
 N8=$((N * 8))
 "$BIN" synth lidc "$work/raw8" --studies "$N8" --seed 1337 > /dev/null
