@@ -49,6 +49,7 @@ fn config(spec: BaselineSpec, epochs: u32) -> train::config::TrainConfig {
 
 #[test]
 fn each_baseline_trains_and_evaluates_under_its_name() {
+    let _rng = trainer_fixture::torch_rng_lock();
     tch::set_num_threads(1);
     let tmp = tempfile::tempdir().unwrap();
     let manifest = write_dataset(
@@ -157,6 +158,7 @@ fn load(dir: &Path, slot: Slot) -> HashMap<String, Tensor> {
 
 #[test]
 fn resumed_cm_run_equals_uninterrupted_run() {
+    let _rng = trainer_fixture::torch_rng_lock();
     tch::set_num_threads(1);
     let tmp = tempfile::tempdir().unwrap();
     let manifest = write_dataset(&tmp.path().join("data"), &["train", "val"], 4, 3);
@@ -212,6 +214,7 @@ fn train_args(args: &[&str]) -> train::cli::TrainArgs {
 
 #[test]
 fn cli_method_flag_trains_evaluates_and_rejects_bad_combinations() {
+    let _rng = trainer_fixture::torch_rng_lock();
     use clap::Parser;
     tch::set_num_threads(1);
     let tmp = tempfile::tempdir().unwrap();
@@ -308,6 +311,7 @@ fn strict_majority(masks: &[f32], present: &[bool], hw: usize) -> Vec<f32> {
 
 #[test]
 fn loader_target_goes_through_the_masks_augmentation() {
+    let _rng = trainer_fixture::torch_rng_lock();
     use train::loader::{Dataset, Loader, LoaderConfig, Selection};
     let tmp = tempfile::tempdir().unwrap();
     let manifest = write_dataset(&tmp.path().join("data"), &["train", "train"], 4, 9);
@@ -365,6 +369,7 @@ fn loader_target_goes_through_the_masks_augmentation() {
 
 #[test]
 fn baseline_table_overrides_single_keys_and_rejects_unknown_ones() {
+    let _rng = trainer_fixture::torch_rng_lock();
     let cfg = small_config("[baseline]\nmethod = \"cm-global\"\ncm_lr = 0.05\n");
     let want = CmOptions {
         cm_lr: 0.05,

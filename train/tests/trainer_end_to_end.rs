@@ -32,6 +32,7 @@ fn eval_opts(
 
 #[test]
 fn train_then_eval_writes_a_readable_frame() {
+    let _rng = trainer_fixture::torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let manifest = write_dataset(
         &tmp.path().join("data"),
@@ -72,6 +73,7 @@ fn train_then_eval_writes_a_readable_frame() {
 
 #[test]
 fn small_preset_overfits_a_handful_of_slices() {
+    let _rng = trainer_fixture::torch_rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let manifest = write_dataset(&tmp.path().join("data"), &["train", "train", "val"], 4, 5);
     let run = tmp.path().join("run");

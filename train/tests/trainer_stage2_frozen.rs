@@ -44,6 +44,7 @@ fn run(bn: &str) -> (HashMap<String, Tensor>, HashMap<String, Tensor>) {
 
 #[test]
 fn stage2_changes_only_the_heads_with_eval_mode_bn() {
+    let _rng = trainer_fixture::torch_rng_lock();
     let (before, after) = run("eval");
     assert_eq!(before.len(), after.len());
     let mut heads_changed = 0;
@@ -65,6 +66,7 @@ fn stage2_changes_only_the_heads_with_eval_mode_bn() {
 
 #[test]
 fn stage2_with_train_mode_bn_keeps_parameters_but_drifts_bn_statistics() {
+    let _rng = trainer_fixture::torch_rng_lock();
     let (before, after) = run("train");
     let mut drifted = 0;
     for (name, t) in &before {

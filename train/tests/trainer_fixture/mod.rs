@@ -13,6 +13,14 @@ use schemas::manifest::{
 use schemas::parquet_io::AtomicParquetWriter;
 use schemas::slice::{self, SliceRecord};
 
+/// libtorch's random generator is process-wide and the trainer reseeds it at every step, so
+/// two trainings on parallel test threads would interleave their draws and neither would be
+/// reproducible. Every test that trains holds this guard for its whole body.
+pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub const SIZE: u32 = 32;
 
 fn lcg(state: &mut u64) -> f64 {
