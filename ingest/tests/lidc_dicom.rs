@@ -1,28 +1,13 @@
 //! Our DICOM reader against pydicom: every file `synth lidc` writes and pydicom's own test
 //! files (tests/py/dicom_values_vs_pydicom.py compares the values).
+mod python_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use python_support::{python, workspace_root as root};
+
 use ingest::lidc::read_dicom_pixels;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
-    );
-    p
-}
 
 fn pydicom_test_files() -> PathBuf {
     let out = Command::new(python())

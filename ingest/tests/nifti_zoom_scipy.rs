@@ -1,28 +1,12 @@
 //! The nearest-neighbour resampling of NIfTI slices against scipy.ndimage.zoom(order=0),
 //! which the paper's NPC loader uses.
-use std::path::{Path, PathBuf};
+mod python_support;
+
 use std::process::Command;
 
+use python_support::{python, workspace_root as root};
+
 use ingest::nifti::slicing::zoom_index;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
-    );
-    p
-}
 
 #[test]
 fn zoom_index_matches_scipy() {

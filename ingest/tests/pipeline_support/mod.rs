@@ -218,25 +218,7 @@ impl SourceFormat for TextFormat {
     }
 }
 
-/// The workspace's Python (see the common brief).
-pub fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        if Path::new(&p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    let p = workspace_root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "no Python: set DPERSONA_PYTHON or run `make setup` to create {}",
-        p.display()
-    );
-    p
-}
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+// The workspace root and its Python come from the one shared test module.
+#[path = "../python_support/mod.rs"]
+mod python_support;
+pub use python_support::{python, workspace_root};
