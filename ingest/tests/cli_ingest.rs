@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
 use ingest::cli::{run_ingest, run_synth, IngestArgs, IngestFormat, SynthArgs};
-use pipeline_support::{python, workspace_root};
+use pipeline_support::polars_check;
 use schemas::manifest::Manifest;
 use schemas::parquet_io::open_checked;
 use schemas::slice::{self, SliceColumns, SliceRecord};
@@ -183,19 +183,7 @@ fn synth_then_ingest_lidc_and_polars_agrees() {
         ),
         (64, 2, "lidc")
     );
-    let output = Command::new(python())
-        .arg(workspace_root().join("tests/py/shards_polars_check.py"))
-        .arg(&out)
-        .arg("4")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{text}");
-    assert!(output.status.success(), "polars check failed:\n{text}");
+    polars_check(&out, 4);
 
     // Other parameters into the same folder: refused with the way out named.
     let err = run(&[
@@ -253,19 +241,7 @@ fn synth_then_ingest_nifti_and_polars_agrees() {
     // Some kept slices carry no mark at all: the negatives the share asked for.
     assert!(rows.iter().any(|r| r.union.iter().all(|&v| v == 0)));
     assert!(rows.iter().any(|r| r.union.contains(&1)));
-    let output = Command::new(python())
-        .arg(workspace_root().join("tests/py/shards_polars_check.py"))
-        .arg(&out)
-        .arg("3")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{text}");
-    assert!(output.status.success(), "polars check failed:\n{text}");
+    polars_check(&out, 3);
 
     let err = run(&[
         "ingest",

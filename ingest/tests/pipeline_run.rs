@@ -3,11 +3,10 @@ mod pipeline_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 use ingest::pipeline::{run_ingest, IngestError, IngestOptions};
 use ingest::study::SourceFormat;
-use pipeline_support::{python, workspace_root, write_dataset, write_study, TextFormat};
+use pipeline_support::{polars_check, write_dataset, write_study, TextFormat};
 use schemas::manifest::{fingerprint, Manifest};
 use schemas::parquet_io::open_checked;
 use schemas::rejects::RejectRecord;
@@ -471,24 +470,7 @@ fn polars_reads_shards_and_manifest_and_agrees() {
     let (raw, out) = (dir.path().join("raw"), dir.path().join("out"));
     write_dataset(&raw, 9, 5);
     run_ingest(&TextFormat::new(), &raw, &out, &options()).unwrap();
-    let script = workspace_root().join("tests/py/shards_polars_check.py");
-    let output = Command::new(python())
-        .arg(&script)
-        .arg(&out)
-        .arg("9")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{text}");
-    assert!(
-        output.status.success(),
-        "{} failed:\n{text}",
-        script.display()
-    );
+    let text = polars_check(&out, 9);
     // The data had missing raters: the check saw rows with and without rater 2.
     assert!(
         text.contains("(True, True, False)") && text.contains("(True, True, True)"),

@@ -222,3 +222,28 @@ impl SourceFormat for TextFormat {
 #[path = "../python_support/mod.rs"]
 mod python_support;
 pub use python_support::{python, workspace_root};
+
+/// Runs tests/py/shards_polars_check.py (polars + pyarrow, no dpersona code) on an ingest
+/// output folder expecting `studies` studies; panics with its output unless it passes, and
+/// returns that output for further checks.
+pub fn polars_check(out: &Path, studies: usize) -> String {
+    let script = workspace_root().join("tests/py/shards_polars_check.py");
+    let output = std::process::Command::new(python())
+        .arg(&script)
+        .arg(out)
+        .arg(studies.to_string())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{text}");
+    assert!(
+        output.status.success(),
+        "{} failed:\n{text}",
+        script.display()
+    );
+    text
+}
