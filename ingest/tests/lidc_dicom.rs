@@ -5,7 +5,7 @@ mod python_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use python_support::{python, workspace_root as root};
+use python_support::{python, run_script};
 
 use ingest::lidc::read_dicom_pixels;
 
@@ -39,18 +39,8 @@ fn compare(files: &[PathBuf], work: &Path) -> String {
     }
     let manifest = work.join("manifest.json");
     std::fs::write(&manifest, serde_json::to_vec(&entries).unwrap()).unwrap();
-    let out = Command::new(python())
-        .arg(root().join("tests/py/dicom_values_vs_pydicom.py"))
-        .arg(&manifest)
-        .output()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "pydicom disagrees:\n{text}");
+    let (ok, text) = run_script("dicom_values_vs_pydicom.py", &[manifest.as_os_str()]);
+    assert!(ok, "pydicom disagrees:\n{text}");
     text
 }
 

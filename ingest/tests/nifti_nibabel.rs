@@ -5,7 +5,7 @@ mod python_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use python_support::{python, workspace_root as root};
+use python_support::{python, run_script};
 
 use ingest::nifti::volume::read_volume;
 use ingest::synth::nifti as synth;
@@ -37,18 +37,8 @@ fn check_with_nibabel(files: &[PathBuf], dir: &Path) -> String {
     }
     let manifest = dir.join("manifest.json");
     std::fs::write(&manifest, serde_json::to_vec(&entries).unwrap()).unwrap();
-    let out = Command::new(python())
-        .arg(root().join("tests/py/nifti_volumes_vs_nibabel.py"))
-        .arg(&manifest)
-        .output()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "nibabel disagrees:\n{text}");
+    let (ok, text) = run_script("nifti_volumes_vs_nibabel.py", &[manifest.as_os_str()]);
+    assert!(ok, "nibabel disagrees:\n{text}");
     text
 }
 

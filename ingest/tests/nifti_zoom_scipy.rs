@@ -2,9 +2,7 @@
 //! which the paper's NPC loader uses.
 mod python_support;
 
-use std::process::Command;
-
-use python_support::{python, workspace_root as root};
+use python_support::run_script;
 
 use ingest::nifti::slicing::zoom_index;
 
@@ -30,19 +28,9 @@ fn zoom_index_matches_scipy() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("cases.json");
     std::fs::write(&f, serde_json::to_vec(&cases).unwrap()).unwrap();
-    let out = Command::new(python())
-        .arg(root().join("tests/py/nifti_zoom_vs_scipy.py"))
-        .arg(&f)
-        .output()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
+    let (ok, text) = run_script("nifti_zoom_vs_scipy.py", &[f.as_os_str()]);
     assert!(
-        out.status.success() && text.contains("8/8 zooms match scipy"),
+        ok && text.contains("8/8 zooms match scipy"),
         "scipy disagrees:\n{text}"
     );
 }

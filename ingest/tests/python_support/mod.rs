@@ -27,3 +27,20 @@ pub fn python() -> PathBuf {
     );
     p
 }
+
+/// Runs `tests/py/<script>` with `args` under [`python`]; prints and returns whether it
+/// exited 0 and its stdout + stderr, for the caller's assertions.
+pub fn run_script(script: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new(python())
+        .arg(workspace_root().join("tests/py").join(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    (out.status.success(), text)
+}
