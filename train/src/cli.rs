@@ -389,7 +389,15 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     let run = match &args.run {
         Some(r) => r.clone(),
-        None => RunDir::from_latest(Path::new(LATEST_POINTER))?.root,
+        None => {
+            let run = RunDir::from_latest(Path::new(LATEST_POINTER))?.root;
+            // The user did not name it: say which run the numbers belong to.
+            println!(
+                "run: {} (the latest run, from {LATEST_POINTER})",
+                run.display()
+            );
+            run
+        }
     };
     let stages = match args.stage {
         None => Vec::new(),
