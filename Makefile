@@ -3,8 +3,9 @@
 #
 # Set-up is automatic and idempotent: the Python environment (torch for libtorch, plus the
 # independent references tests compare against) lives in a per-user cache keyed by the
-# hash of requirements.txt and the Python version, and `.venv` links to it, so fresh clones
-# (CI) reuse the 4.7 GB environment instead of downloading it again.
+# pinned torch version and the Python version, and `.venv` links to it, so fresh clones
+# (CI) reuse the 4.7 GB environment instead of downloading it again; a change to
+# requirements.txt is installed into it incrementally (stamp named after the file's hash).
 
 SHELL := /bin/bash
 PYTHON ?= python3
