@@ -9,7 +9,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 
 use crate::atomic::{commit_temp, temp_path_for};
 use crate::error::{Result, SchemaError};
@@ -32,6 +32,24 @@ impl AtomicParquetWriter {
         id: &SchemaId,
         row_group_rows: usize,
     ) -> Result<Self> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid zstd level"),
+            ))
+            .set_max_row_group_row_count(Some(row_group_rows.max(1)));
+        Self::create_with_properties(path, schema, id, props)
+    }
+
+    /// Like [`create`](Self::create), with the caller's writer properties (encodings,
+    /// compression, row groups) for files whose columns need other settings, such as slice
+    /// shards whose float images gain nothing from dictionary encoding. The schema identity
+    /// metadata is added to `props` here.
+    pub fn create_with_properties(
+        path: &Path,
+        schema: SchemaRef,
+        id: &SchemaId,
+        props: WriterPropertiesBuilder,
+    ) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| SchemaError::Io {
                 path: dir.to_path_buf(),
@@ -48,13 +66,7 @@ impl AtomicParquetWriter {
             .into_iter()
             .map(|(k, v)| KeyValue::new(k, v))
             .collect();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid zstd level"),
-            ))
-            .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-            .set_key_value_metadata(Some(kv))
-            .build();
+        let props = props.set_key_value_metadata(Some(kv)).build();
         let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| {
             SchemaError::Parquet {
                 path: path.to_path_buf(),
