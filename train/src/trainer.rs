@@ -487,7 +487,7 @@ fn run_stage(
                 .map(|(n, t)| (*n, t.double_value(&[])))
                 .collect();
             let elapsed = started.elapsed().as_secs_f64();
-            if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
+            if let Some((term, value)) = first_nonfinite(&values) {
                 consecutive += 1;
                 skipped += 1;
                 log.push(row(
@@ -651,6 +651,18 @@ fn validate(
         ));
     }
     Ok(sum / count as f64)
+}
+
+/// The loss term to blame for a non-finite step: the first non-finite component (`rec`,
+/// `kl`, ...) rather than `total` (listed first, and non-finite whenever any component is),
+/// so that the stop error says which term broke; `total` only when it alone is non-finite.
+fn first_nonfinite<'a>(values: &'a [(&'static str, f64)]) -> Option<&'a (&'static str, f64)> {
+    let bad = |(_, v): &&(&str, f64)| !v.is_finite();
+    values
+        .iter()
+        .skip(1)
+        .find(bad)
+        .or_else(|| values.first().filter(bad))
 }
 
 /// Clears every gradient of the store: Stage II computes (and must discard) gradients of
