@@ -99,7 +99,13 @@ impl Batch {
 fn upload<T: tch::kind::Element>(data: &[T], shape: &[i64], device: Device, pin: bool) -> Tensor {
     let host = Tensor::from_slice(data).reshape(shape);
     if pin {
-        host.pin_memory(device)
+        // `_pin_memory(device)` copies into the CUDA pinned allocator's memory. The public
+        // `pin_memory(device)` (tch's only binding of it takes a Device, never None) does the
+        // same after a TORCH_WARN_DEPRECATION ("The argument 'device' of Tensor.pin_memory()
+        // is deprecated", plus one from is_pinned) on EVERY call in torch 2.x
+        // (aten/src/ATen/native/Memory.cpp); the fresh `host` is never pinned already, so
+        // pin_memory's is_pinned short-cut is not needed.
+        host.internal_pin_memory(device)
             .to_device_(device, T::KIND, true, false)
     } else if device == Device::Cpu {
         host
