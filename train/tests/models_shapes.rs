@@ -136,6 +136,29 @@ fn fcomb_split_first_conv_equals_tiled_concat() {
     }
 }
 
+/// At the paper's width and 128², N codes are decoded a chunk at a time (fcomb::CHUNK_BYTES);
+/// 2 images × 16 channels × 128² make 2 MiB maps, so N = 10 runs as chunks of 8 and 2.
+#[test]
+fn fcomb_chunked_decode_equals_tiled_concat() {
+    tch::manual_seed(2);
+    let (_vs, m) = build(&ModelConfig::paper(1));
+    let feats = Tensor::randn([2, 16, 128, 128], (Kind::Float, Device::Cpu));
+    let z = Tensor::randn([2, 10, 6], (Kind::Float, Device::Cpu));
+    let map_bytes = 2 * 16 * 128 * 128 * 4;
+    let chunk = train::models::fcomb::CHUNK_BYTES / map_bytes;
+    assert!(chunk > 1 && chunk < 10 && 10 % chunk != 0, "chunk {chunk}");
+    let fast = tch::no_grad(|| m.decode_many(&feats, &z));
+    assert_eq!(fast.size(), [2, 10, 128, 128]);
+    for n in 0..10 {
+        let literal = tch::no_grad(|| m.fcomb().forward_tiled(&feats, &z.select(1, n)));
+        let diff = (fast.narrow(1, n, 1) - literal)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-5, "sample {n}: max diff {diff}");
+    }
+}
+
 #[test]
 fn attention_is_unscaled_softmax_over_the_bank() {
     // q·z computed by hand: q = (1,0,..), bank codes with first coords 0, 1, 2.
