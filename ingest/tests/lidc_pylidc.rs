@@ -104,7 +104,7 @@ fn masks_and_clusters_equal_pylidc_on_real_annotations() {
             for read in &session.reads {
                 let a = anns
                     .iter()
-                    .find(|a| a["id"].to_string() == read.nodule_id)
+                    .find(|a| a["id"].as_i64() == read.nodule_id.parse().ok())
                     .unwrap();
                 for (include, key) in [(false, "mask"), (true, "mask_with_contour")] {
                     let ours: Voxels = rasterise(read, &geometry, include)

@@ -182,6 +182,15 @@ struct Grid {
 }
 
 impl Grid {
+    /// The voxel grid a phantom of `params` is drawn on.
+    fn of(params: &PhantomParams) -> Grid {
+        Grid {
+            d: params.depth,
+            h: params.height,
+            w: params.width,
+            sp: params.spacing_mm,
+        }
+    }
     fn len(&self) -> usize {
         self.d * self.h * self.w
     }
@@ -446,12 +455,7 @@ pub fn generate(params: &PhantomParams, seed: u64) -> PhantomVolume {
         params.height,
         params.width
     );
-    let g = Grid {
-        d: params.depth,
-        h: params.height,
-        w: params.width,
-        sp: params.spacing_mm,
-    };
+    let g = Grid::of(params);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let scene = layout(&g, params.n_targets, &mut rng);
     // A rater misses the whole study or reads all of it; at least one rater reads it (the
@@ -592,12 +596,7 @@ mod tests {
     #[test]
     fn conservative_skips_exactly_faint_or_small_lesions() {
         let p = small();
-        let g = Grid {
-            d: p.depth,
-            h: p.height,
-            w: p.width,
-            sp: p.spacing_mm,
-        };
+        let g = Grid::of(&p);
         for seed in 0..6 {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let scene = layout(&g, p.n_targets, &mut rng);
@@ -615,12 +614,7 @@ mod tests {
     #[test]
     fn shifted_centroid_moves_by_shift_px() {
         let p = small();
-        let g = Grid {
-            d: p.depth,
-            h: p.height,
-            w: p.width,
-            sp: p.spacing_mm,
-        };
+        let g = Grid::of(&p);
         let mut scene_rng = ChaCha8Rng::seed_from_u64(3);
         let scene = layout(&g, p.n_targets, &mut scene_rng);
         let v = generate(&p, 3);
@@ -653,12 +647,7 @@ mod tests {
     #[test]
     fn adjacent_covers_the_touching_vessel_the_others_do_not() {
         let p = small();
-        let g = Grid {
-            d: p.depth,
-            h: p.height,
-            w: p.width,
-            sp: p.spacing_mm,
-        };
+        let g = Grid::of(&p);
         let mut checked = 0;
         let (mut total, mut total_v) = ([0u64; 4], 0u64);
         for seed in 0..8 {
