@@ -1,13 +1,16 @@
-//! Stage-I training-step benchmark of the paper model (driven by bench/bench_train_step.sh
-//! on CPU and by bench/gpu_check.sh on a lent GPU).
+//! Stage-I training-step benchmark of the paper model (driven by bench/bench_step.sh on CPU,
+//! next to bench/step_reference.py, and by bench/gpu_check.sh on a lent GPU).
 //!
 //! `step_bench DIR --device cpu|cuda --steps N --batch B --threads T` writes synthetic
 //! 128x128 LIDC-style shards into DIR (once), then runs N Stage-I optimisation steps
 //! (backbone + prior + posterior + Fcomb, Adam, the paper's K=10 bound loss) fed by the
 //! prefetching loader with LIDC augmentation, and prints one `key=value` line per figure:
 //! the mean step time, images/s, the share of wall time spent waiting for the loader and
-//! the achieved GFLOP/s (215.7 GFLOP per step at batch 12, measured with the authors' code,
-//! scaled linearly with the batch).
+//! the achieved GFLOP/s (215.7 GFLOP per step at batch 12, counted by torch's flop counter on
+//! bench/step_reference.py, scaled linearly with the batch), the process CPU seconds and minor
+//! page faults per step (from /proc/self/stat), the split of a step into forward / backward /
+//! Adam, and with `--sgemm-n N` (CPU) the best N³ sgemm rate through tch in the same process
+//! (`--sgemm-only`: that alone, DIR unused).
 #[path = "../tests/loader_support/mod.rs"]
 mod loader_support;
 
@@ -57,6 +60,14 @@ fn main() {
     let loader_threads: usize = arg(&args, "--loader-threads", 2);
     tch::set_num_threads(threads as i32);
     tch::manual_seed(1337);
+    if args.iter().any(|a| a == "--sgemm-only") {
+        // The matmul rate alone, in this process's environment (no loader, no model): tells
+        // a slower step from a machine that gave this process less CPU.
+        let n: i64 = arg(&args, "--sgemm-n", 4096);
+        let reps: usize = arg(&args, "--sgemm-reps", 3);
+        println!("sgemm_gflop_per_s={:.1}", sgemm_rate(n, reps));
+        return;
+    }
 
     let manifest = dir.join("manifest.parquet");
     if !manifest.exists() {
@@ -105,6 +116,8 @@ fn main() {
     let opts = Stage1Options::default();
 
     let (mut wait, mut compute, mut done, mut images) = (0f64, 0f64, 0usize, 0usize);
+    let (mut fwd_s, mut bwd_s, mut adam_s) = (0f64, 0f64, 0f64);
+    let mut usage_from = None;
     let mut epoch = 0u64;
     let started = Instant::now();
     let mut timed_from = None;
@@ -115,6 +128,9 @@ fn main() {
             let Some(b) = it.next() else { break };
             let b = b.expect("batch");
             let t1 = Instant::now();
+            if done == warmup {
+                usage_from = Some(ProcUsage::now());
+            }
             let t = b.tensors(device, device != Device::Cpu);
             let rater = Tensor::full([b.b as i64], (done % RATERS) as i64, (Kind::Int64, device));
             let l = stage1_losses(
@@ -127,8 +143,12 @@ fn main() {
                 &opts,
                 true,
             );
+            sync(device);
+            let tf = Instant::now();
             adam.zero_grad();
             l.total.backward();
+            sync(device);
+            let tb = Instant::now();
             adam.step();
             let loss = l.total.double_value(&[]);
             sync(device);
@@ -138,6 +158,9 @@ fn main() {
                 timed_from.get_or_insert(t0);
                 wait += (t1 - t0).as_secs_f64();
                 compute += (t2 - t1).as_secs_f64();
+                fwd_s += (tf - t1).as_secs_f64();
+                bwd_s += (tb - tf).as_secs_f64();
+                adam_s += (t2 - tb).as_secs_f64();
                 images += b.b;
             }
             done += 1;
@@ -148,6 +171,7 @@ fn main() {
         epoch += 1;
     }
     let wall = timed_from.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
+    let usage = usage_from.map(|u| ProcUsage::now().since(&u));
     let timed = done - warmup;
     let step_s = wall / timed as f64;
     let gflop = GFLOP_PER_STEP_B12 * batch as f64 / 12.0;
@@ -157,8 +181,74 @@ fn main() {
     println!("images_per_s={:.1}", images as f64 / wall);
     println!("data_wait_share={:.4}", wait / (wait + compute));
     println!("gflop_per_s={:.1}", gflop / step_s);
+    let per = |x: f64| x / timed as f64;
+    println!(
+        "forward_s={:.4} backward_s={:.4} adam_s={:.4}",
+        per(fwd_s),
+        per(bwd_s),
+        per(adam_s)
+    );
+    if let Some(u) = usage {
+        println!("cpu_s_per_step={:.3}", per(u.cpu_s));
+        println!("sys_s_per_step={:.3}", per(u.sys_s));
+        println!("minor_faults_per_step={:.0}", per(u.minor_faults as f64));
+    }
+    let sgemm_n: i64 = arg(&args, "--sgemm-n", 0);
+    if sgemm_n > 0 && device == Device::Cpu {
+        let reps: usize = arg(&args, "--sgemm-reps", 3);
+        println!("sgemm_gflop_per_s={:.1}", sgemm_rate(sgemm_n, reps));
+    }
     eprintln!(
         "total {:.1} s including set-up",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Best rate of an n×n by n×n f32 matmul (at::mm, MKL on CPU) over `reps` runs, GFLOP/s.
+fn sgemm_rate(n: i64, reps: usize) -> f64 {
+    let a = Tensor::rand([n, n], (Kind::Float, Device::Cpu));
+    let b = Tensor::rand([n, n], (Kind::Float, Device::Cpu));
+    let _ = a.mm(&b); // warm-up: MKL's first call sets up its buffers
+    let best = (0..reps.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            let _ = a.mm(&b);
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (n as f64).powi(3) / best / 1e9
+}
+
+/// Process CPU time and minor page faults so far, from /proc/self/stat (Linux).
+struct ProcUsage {
+    cpu_s: f64,
+    sys_s: f64,
+    minor_faults: u64,
+}
+
+impl ProcUsage {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesised command name: state is field 3, minflt 10,
+        // utime 14, stime 15 (proc(5)); clock ticks are 1/100 s on Linux.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let field = |n: usize| f.get(n - 3).copied().unwrap_or(0);
+        Self {
+            cpu_s: (field(14) + field(15)) as f64 / 100.0,
+            sys_s: field(15) as f64 / 100.0,
+            minor_faults: field(10),
+        }
+    }
+
+    fn since(&self, start: &Self) -> Self {
+        Self {
+            cpu_s: self.cpu_s - start.cpu_s,
+            sys_s: self.sys_s - start.sys_s,
+            minor_faults: self.minor_faults - start.minor_faults,
+        }
+    }
 }
