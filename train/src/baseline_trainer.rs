@@ -41,6 +41,9 @@ pub fn build_baseline(
             )));
         }
     }
+    if let BaselineSpec::Tab(o) = spec {
+        o.validate(&cfg.model).map_err(TrainError::Setup)?;
+    }
     reseed(cfg.seed, Stream::Init, 0, 0, 0);
     let vs = VarStore::new(device);
     let model = BaselineModel::new(&vs.root(), &cfg.model, spec);

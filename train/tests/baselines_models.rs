@@ -1,11 +1,14 @@
 //! Baseline models on the small U-Net: every loss is finite and goes down on a tiny
 //! learnable problem, output counts S are as documented, the paper's one-channel CM
-//! collapses to the identity, and Pionono's KL at initialisation equals the closed form.
+//! collapses to the identity, Pionono's KL at initialisation equals the closed form, and
+//! TAB's low-rank samples have the covariance W Wᵀ + diag(d).
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 use train::baselines::cm::{CmForm, CmKind, CmModel, CmOptions};
+use train::baselines::tab::low_rank_sample;
 use train::baselines::{
     BaselineBatch, BaselineModel, BaselineSpec, Pionono, PiononoOptions, ProbUnetOptions,
+    TabOptions,
 };
 use train::models::ModelConfig;
 
@@ -224,4 +227,80 @@ fn pionono_learns_and_outputs_one_map_per_rater() {
     let m = assert_decreases(BaselineSpec::Pionono(PiononoOptions::default()), 8, 1e-2);
     check_outputs(&m, R, true);
     assert_eq!(m.lr_groups()[0].prefix, "latents");
+}
+
+#[test]
+fn tab_learns_and_outputs_one_map_per_rater_or_samples() {
+    let m = assert_decreases(BaselineSpec::Tab(TabOptions::default()), 8, 1e-2);
+    check_outputs(&m, R, true);
+    let (x, ..) = data();
+    let out = m.infer(&x);
+    let per = out.per_rater.as_ref().unwrap();
+    assert_eq!(per.size(), vec![B, R, H, H]);
+    assert!(per.equal(&out.set), "S = R set is the personalised maps");
+    // The queries are distinct: rater 0's and rater 3's maps must differ somewhere.
+    let diff = (per.narrow(1, 0, 1) - per.narrow(1, 3, 1))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff > 1e-6, "rater maps identical (max diff {diff})");
+
+    // GED sampling of the global query: S = eval_samples maps, all different.
+    tch::manual_seed(2);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let opts = TabOptions {
+        eval_samples: 6,
+        ..TabOptions::default()
+    };
+    let model = BaselineModel::new(&vs.root(), &ModelConfig::small(1), &BaselineSpec::Tab(opts));
+    check_outputs(&model, 6, true);
+    let set = model.infer(&x).set;
+    let spread = (set.narrow(1, 0, 1) - set.narrow(1, 1, 1))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(spread > 1e-6, "samples identical");
+}
+
+/// Empirical covariance of x = μ + W ε₁ + √d ε₂ over many draws (f64, event size 3, rank 2)
+/// equals W Wᵀ + diag(d) within 5 standard errors of each entry's estimator; the mean is μ.
+#[test]
+fn tab_low_rank_samples_have_the_covariance() {
+    tch::manual_seed(21);
+    let mu = Tensor::from_slice(&[0.5f64, -1.0, 2.0]).to_kind(Kind::Double);
+    let w = Tensor::from_slice(&[1.0f64, 0.5, -0.7, 0.2, 0.3, -1.2]).view([3, 2]);
+    let d = Tensor::from_slice(&[0.4f64, 0.1, 0.9]);
+    let n = 200_000i64;
+    let x = low_rank_sample(
+        &mu.expand([n, 3], false),
+        &w.expand([n, 3, 2], false),
+        &d.expand([n, 3], false),
+    ); // [n, 3]
+    let expect = w.matmul(&w.tr()) + d.diag(0);
+    let mean = x.mean_dim([0i64].as_slice(), false, Kind::Double);
+    let c = &x - &mean;
+    let cov = c.tr().matmul(&c) / (n - 1) as f64;
+    let e: Vec<f64> = Vec::try_from(expect.flatten(0, -1)).unwrap();
+    let got: Vec<f64> = Vec::try_from(cov.flatten(0, -1)).unwrap();
+    let m: Vec<f64> = Vec::try_from(mean).unwrap();
+    let mu_v: Vec<f64> = Vec::try_from(mu).unwrap();
+    for i in 0..3 {
+        let se = (e[i * 3 + i] / n as f64).sqrt();
+        assert!(
+            (m[i] - mu_v[i]).abs() < 5.0 * se,
+            "mean {i}: {} vs {}",
+            m[i],
+            mu_v[i]
+        );
+        for j in 0..3 {
+            // Var of the sample covariance of Gaussians: (Σ_ii Σ_jj + Σ_ij²) / n.
+            let se = ((e[i * 3 + i] * e[j * 3 + j] + e[i * 3 + j].powi(2)) / n as f64).sqrt();
+            assert!(
+                (got[i * 3 + j] - e[i * 3 + j]).abs() < 5.0 * se,
+                "cov[{i}][{j}] = {} vs W Wᵀ + diag(d) = {} (se {se})",
+                got[i * 3 + j],
+                e[i * 3 + j]
+            );
+        }
+    }
 }

@@ -12,18 +12,23 @@
 //! - [`prob_unet`]: the Probabilistic U-Net as the harness runs it.
 //! - [`cm`]: CM-Global and CM-Pixel (faithful C = 2 and the paper's C = 1 form).
 //! - [`pionono`]: per-rater latent Gaussians + head.
+//! - [`rater_ensemble`]: the R per-rater U-Nets of `unet-rater` for all raters, as one method.
+//! - [`tab`]: TAB, a transformer with one query per rater + low-rank Gaussian heads.
 pub mod cm;
 pub mod fusion;
 pub mod outputs;
 pub mod pionono;
 pub mod plain_unet;
 pub mod prob_unet;
+pub mod rater_ensemble;
+pub mod tab;
 
 pub use cm::{CmKind, CmModel, CmOptions};
 pub use outputs::{BaselineBatch, BaselineOutputs, LossTerms, LrGroup};
 pub use pionono::{Pionono, PiononoOptions};
 pub use plain_unet::{stack_rater_models, PlainTarget, PlainUnet};
 pub use prob_unet::{ProbUnet, ProbUnetOptions};
+pub use tab::{Tab, TabOptions};
 
 use serde::{Deserialize, Serialize};
 use tch::nn;
@@ -51,6 +56,7 @@ pub enum BaselineSpec {
     CmGlobal(CmOptions),
     CmPixel(CmOptions),
     Pionono(PiononoOptions),
+    Tab(TabOptions),
 }
 
 impl BaselineSpec {
@@ -65,6 +71,7 @@ impl BaselineSpec {
             Self::CmGlobal(_) => "cm-global",
             Self::CmPixel(_) => "cm-pixel",
             Self::Pionono(_) => "pionono",
+            Self::Tab(_) => "tab",
         }
     }
 
@@ -86,6 +93,7 @@ pub enum BaselineModel {
     ProbUnet(ProbUnet),
     Cm(CmModel),
     Pionono(Pionono),
+    Tab(Tab),
 }
 
 impl BaselineModel {
@@ -104,6 +112,7 @@ impl BaselineModel {
             BaselineSpec::CmGlobal(o) => Self::Cm(CmModel::new(p, cfg, CmKind::Global, o.clone())),
             BaselineSpec::CmPixel(o) => Self::Cm(CmModel::new(p, cfg, CmKind::Pixel, o.clone())),
             BaselineSpec::Pionono(o) => Self::Pionono(Pionono::new(p, cfg, o.clone())),
+            BaselineSpec::Tab(o) => Self::Tab(Tab::new(p, cfg, o.clone())),
         }
     }
 
@@ -114,6 +123,7 @@ impl BaselineModel {
             Self::ProbUnet(m) => Some(m.loss(batch, train)),
             Self::Cm(m) => Some(m.loss(batch, train)),
             Self::Pionono(m) => Some(m.loss(batch, train)),
+            Self::Tab(m) => Some(m.loss(batch, train)),
         }
     }
 
@@ -124,6 +134,7 @@ impl BaselineModel {
             Self::ProbUnet(m) => m.infer(x, m.options().eval_samples),
             Self::Cm(m) => m.infer(x),
             Self::Pionono(m) => m.infer(x, m.options().eval_samples),
+            Self::Tab(m) => m.infer(x),
         }
     }
 

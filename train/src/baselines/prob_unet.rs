@@ -9,8 +9,7 @@ use tch::Tensor;
 use super::outputs::{select_rater, BaselineBatch, BaselineOutputs, LossTerms};
 use crate::losses::generalized_dice_loss;
 use crate::models::backbone::Backbone;
-use crate::models::fcomb::Fcomb;
-use crate::models::gauss_encoder::GaussEncoder;
+use crate::models::dpersona::LatentParts;
 use crate::models::ModelConfig;
 
 /// Prob. U-Net knobs.
@@ -40,9 +39,7 @@ impl Default for ProbUnetOptions {
 #[derive(Debug)]
 pub struct ProbUnet {
     backbone: Backbone,
-    prior: GaussEncoder,
-    posterior: GaussEncoder,
-    fcomb: Fcomb,
+    latent: LatentParts,
     opts: ProbUnetOptions,
 }
 
@@ -51,27 +48,10 @@ impl ProbUnet {
         if let Err(e) = cfg.validate() {
             panic!("{e}");
         }
-        let enc = |name: &str, in_ch| {
-            GaussEncoder::new(
-                &(p / name),
-                in_ch,
-                &cfg.encoder_filters,
-                cfg.convs_per_block,
-                cfg.latent_dim,
-                cfg.log_sigma_clamp,
-            )
-        };
         Self {
             backbone: Backbone::new(&(p / "backbone"), cfg),
-            prior: enc("prior", cfg.in_channels),
-            posterior: enc("posterior", cfg.in_channels + 1),
-            fcomb: Fcomb::new(
-                &(p / "fcomb"),
-                cfg.feature_channels,
-                cfg.latent_dim,
-                cfg.encoder_filters[0],
-                cfg.fcomb_convs,
-            ),
+            // D-Persona's Stage-I parts; the posterior sees one mask instead of R.
+            latent: LatentParts::new(p, cfg, 1),
             opts,
         }
     }
@@ -81,13 +61,15 @@ impl ProbUnet {
     pub fn loss(&self, batch: &BaselineBatch, train: bool) -> LossTerms {
         let y_r = select_rater(batch.y, batch.rater);
         let feats = self.backbone.forward_t(batch.x, train);
-        let prior = self.prior.forward(batch.x);
-        let posterior = self.posterior.forward(&Tensor::cat(&[batch.x, &y_r], 1));
+        let prior = self.latent.prior.forward(batch.x);
+        let posterior = self
+            .latent
+            .posterior
+            .forward(&Tensor::cat(&[batch.x, &y_r], 1));
         let kl = posterior.kl(&prior).mean(None);
         let z = posterior.rsample().unsqueeze(1);
-        let rec = generalized_dice_loss(&self.fcomb.forward(&feats, &z), &y_r);
-        let l2 = (self.prior.l2_norms() + self.posterior.l2_norms() + self.fcomb.l2_norms())
-            * self.opts.l2;
+        let rec = generalized_dice_loss(&self.latent.fcomb.forward(&feats, &z), &y_r);
+        let l2 = self.latent.l2_norms() * self.opts.l2;
         let total = &rec + &kl * self.opts.kl_weight + &l2;
         LossTerms {
             total,
@@ -100,8 +82,8 @@ impl ProbUnet {
     pub fn infer(&self, x: &Tensor, samples: i64) -> BaselineOutputs {
         tch::no_grad(|| {
             let feats = self.backbone.forward_t(x, false);
-            let z = self.prior.forward(x).sample_n(samples);
-            let set = self.fcomb.forward(&feats, &z).sigmoid();
+            let z = self.latent.prior.forward(x).sample_n(samples);
+            let set = self.latent.fcomb.forward(&feats, &z).sigmoid();
             BaselineOutputs {
                 consensus: set.mean_dim([1i64].as_slice(), true, None),
                 per_rater: None,

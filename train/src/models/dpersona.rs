@@ -10,6 +10,49 @@ use tch::Tensor;
 /// Path prefix of the Stage-II trainable variables.
 pub const HEADS_PREFIX: &str = "heads";
 
+/// The conditional-VAE parts that D-Persona's Stage I shares with the Prob. U-Net baseline
+/// (baselines.md §3): prior p(z|x) under `p/prior`, posterior q(z|x, masks) under
+/// `p/posterior` and Fcomb under `p/fcomb`, sized by `cfg`.
+#[derive(Debug)]
+pub struct LatentParts {
+    pub prior: GaussEncoder,
+    pub posterior: GaussEncoder,
+    pub fcomb: Fcomb,
+}
+
+impl LatentParts {
+    /// `posterior_masks`: mask channels the posterior reads beside the image (all R raters
+    /// for D-Persona, the one sampled rater for the Prob. U-Net).
+    pub fn new(p: &nn::Path, cfg: &ModelConfig, posterior_masks: i64) -> Self {
+        let enc = |name: &str, in_ch| {
+            GaussEncoder::new(
+                &(p / name),
+                in_ch,
+                &cfg.encoder_filters,
+                cfg.convs_per_block,
+                cfg.latent_dim,
+                cfg.log_sigma_clamp,
+            )
+        };
+        Self {
+            prior: enc("prior", cfg.in_channels),
+            posterior: enc("posterior", cfg.in_channels + posterior_masks),
+            fcomb: Fcomb::new(
+                &(p / "fcomb"),
+                cfg.feature_channels,
+                cfg.latent_dim,
+                cfg.encoder_filters[0],
+                cfg.fcomb_convs,
+            ),
+        }
+    }
+
+    /// Σ ‖W‖₂ (unsquared Frobenius norms) over prior, posterior and Fcomb's hidden convs.
+    pub fn l2_norms(&self) -> Tensor {
+        self.prior.l2_norms() + self.posterior.l2_norms() + self.fcomb.l2_norms()
+    }
+}
+
 #[derive(Debug)]
 pub struct DPersona {
     cfg: ModelConfig,
@@ -28,30 +71,19 @@ impl DPersona {
         if let Err(e) = cfg.validate() {
             panic!("{e}");
         }
-        let enc = |name: &str, in_ch| {
-            GaussEncoder::new(
-                &(p / name),
-                in_ch,
-                &cfg.encoder_filters,
-                cfg.convs_per_block,
-                cfg.latent_dim,
-                cfg.log_sigma_clamp,
-            )
-        };
         let mut head_widths = cfg.head_filters.clone();
         head_widths.push(cfg.latent_dim);
         let hp = p / HEADS_PREFIX;
+        let LatentParts {
+            prior,
+            posterior,
+            fcomb,
+        } = LatentParts::new(p, cfg, cfg.raters);
         Self {
             backbone: Backbone::new(&(p / "backbone"), cfg),
-            prior: enc("prior", cfg.in_channels),
-            posterior: enc("posterior", cfg.in_channels + cfg.raters),
-            fcomb: Fcomb::new(
-                &(p / "fcomb"),
-                cfg.feature_channels,
-                cfg.latent_dim,
-                cfg.encoder_filters[0],
-                cfg.fcomb_convs,
-            ),
+            prior,
+            posterior,
+            fcomb,
             heads: (0..cfg.raters)
                 .map(|k| {
                     ProjHead::new(

@@ -53,6 +53,19 @@ pub struct SmallUnet {
 impl SmallUnet {
     /// Variables `down.{i}.*` (level i, full resolution first) and `up.{j}.*`.
     pub fn new(p: &nn::Path, in_channels: i64, base: i64, depth: i64, out_channels: i64) -> Self {
+        Self::with_bottleneck_extra(p, in_channels, base, depth, out_channels, 0)
+    }
+
+    /// As [`SmallUnet::new`], but the first up block reads `extra` more channels at the
+    /// bottleneck (TAB concatenates its attention maps there; baselines.md §5).
+    pub fn with_bottleneck_extra(
+        p: &nn::Path,
+        in_channels: i64,
+        base: i64,
+        depth: i64,
+        out_channels: i64,
+        extra: i64,
+    ) -> Self {
         let width = |level: i64| base << level;
         let down = (0..depth)
             .map(|l| {
@@ -68,30 +81,47 @@ impl SmallUnet {
                 } else {
                     width(level)
                 };
-                DoubleConv::new(p / "up" / j, width(level + 1) + width(level), out)
+                let bottom = if j == 0 { extra } else { 0 };
+                DoubleConv::new(p / "up" / j, width(level + 1) + bottom + width(level), out)
             })
             .collect();
         Self { down, up }
     }
 }
 
-impl ModuleT for SmallUnet {
-    /// `[B, C_in, H, W]` → `[B, out_channels, H, W]`.
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut skips = Vec::new();
+impl SmallUnet {
+    /// `[B, C_in, H, W]` → one map per level, full resolution first, the bottleneck
+    /// (`base·2^(depth-1)` channels at H/2^(depth-1)) last.
+    pub fn encode(&self, xs: &Tensor, train: bool) -> Vec<Tensor> {
+        let mut levels = Vec::new();
         let mut h = xs.shallow_clone();
         for (l, block) in self.down.iter().enumerate() {
             if l > 0 {
                 h = h.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
             }
             h = block.forward_t(&h, train);
-            skips.push(h.shallow_clone());
+            levels.push(h.shallow_clone());
         }
-        skips.pop();
-        for block in &self.up {
-            let skip = skips.pop().expect("one skip per up block");
-            h = block.forward_t(&Tensor::cat(&[&upsample2(&h), &skip], 1), train);
+        levels
+    }
+
+    /// [`SmallUnet::encode`]'s levels (the bottleneck may carry the `extra` channels) →
+    /// `[B, out_channels, H, W]`.
+    pub fn decode(&self, levels: &[Tensor], train: bool) -> Tensor {
+        let (bottom, skips) = levels
+            .split_last()
+            .expect("decode needs the encoder levels");
+        let mut h = bottom.shallow_clone();
+        for (block, skip) in self.up.iter().zip(skips.iter().rev()) {
+            h = block.forward_t(&Tensor::cat(&[&upsample2(&h), skip], 1), train);
         }
         h
+    }
+}
+
+impl ModuleT for SmallUnet {
+    /// `[B, C_in, H, W]` → `[B, out_channels, H, W]`.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.decode(&self.encode(xs, train), train)
     }
 }
