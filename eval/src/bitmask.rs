@@ -48,6 +48,36 @@ impl BitMask {
         }
     }
 
+    /// Binarises a probability map (strict `p > threshold`, as [`Self::from_probs`]) AND adds
+    /// every probability to `sum` (f64) in the same pass, so that scoring reads each map once
+    /// (the mask for GED/Dice and the running sum for Dice_soft's mean map). `[P]` -> P bits;
+    /// `sum` is `[P]`. Panics if the lengths differ (a caller bug).
+    pub fn from_probs_accumulating(probs: &[f32], threshold: f32, sum: &mut [f64]) -> Self {
+        assert_eq!(
+            probs.len(),
+            sum.len(),
+            "probability map and sum differ in size"
+        );
+        let words: Vec<u64> = probs
+            .chunks(64)
+            .zip(sum.chunks_mut(64))
+            .map(|(chunk, acc)| {
+                let mut word = 0u64;
+                for (i, (&p, a)) in chunk.iter().zip(acc.iter_mut()).enumerate() {
+                    *a += p as f64;
+                    word |= ((p > threshold) as u64) << i;
+                }
+                word
+            })
+            .collect();
+        let count = words.iter().map(|w| w.count_ones() as u64).sum();
+        BitMask {
+            words,
+            len: probs.len(),
+            count,
+        }
+    }
+
     /// Builds a mask from a predicate over pixel indices `0..len`.
     pub fn from_fn(len: usize, mut bit: impl FnMut(usize) -> bool) -> Self {
         let mut words = vec![0u64; words_for(len)];
@@ -129,6 +159,17 @@ mod tests {
                 .count() as u64
         );
         assert_eq!(ma.to_bytes(), a);
+    }
+
+    #[test]
+    fn accumulating_binarisation_equals_the_two_pass_one() {
+        let probs: Vec<f32> = (0..200).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+        let mut sum = vec![0.25f64; 200];
+        let m = BitMask::from_probs_accumulating(&probs, 0.5, &mut sum);
+        assert_eq!(m, BitMask::from_probs(&probs, 0.5));
+        for (s, &p) in sum.iter().zip(&probs) {
+            assert_eq!(*s, 0.25 + p as f64);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`metric_rows`]: unit scores as tidy `MetricRecord` rows; the metric names.
 //! - [`results_frame`]: `results.parquet` + its summary: merge-by-key atomic writes.
 //! - [`predictions`]: the `--save-predictions` folder layout: writer, reader and scorer.
+//! - [`prediction_volumes`]: NIfTI volumes in that folder for volume units (write, read).
 //! - [`raster`]: tiny RGB raster drawing (rects, lines, contours, 8x8 text) and PNG I/O.
 //! - [`figures`]: the paper's sample/personalisation figures and training curves.
 //! - [`report_table`]: the paper's Table 1/2 layout from a metric frame.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod figures;
 pub mod lsap;
 pub mod metric_rows;
+pub mod prediction_volumes;
 pub mod predictions;
 pub mod raster;
 pub mod report_table;

@@ -20,7 +20,10 @@
 //! manifest's rater order is `area_rank`. The writer quantises probabilities with a
 //! threshold-preserving rounding (`p > 0.5` <=> `v > 127`), so binarised metrics computed
 //! from the folder equal the in-memory ones; Dice_soft can differ by quantisation.
-//! NIfTI output for 3D volumes is not implemented: volumes are saved slice by slice.
+//!
+//! Volume units can instead be saved as NIfTI volumes, one file per prediction and target
+//! (`"files": "nifti"` in the header; layout and value conventions in
+//! [`crate::prediction_volumes`]). Headers without `files` (layout version 1) are PNG.
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -37,8 +40,8 @@ use crate::unit_metrics::{score_unit, MetricOptions};
 
 /// Value of [`PredictionsHeader::format`].
 pub const FORMAT: &str = "dpersona-predictions";
-/// Layout version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// Layout version this build writes and reads (2 added `files`; version 1 is PNG only).
+pub const VERSION: u32 = 2;
 /// Name of the header file inside the folder.
 pub const HEADER_FILE: &str = "predictions.json";
 
@@ -68,6 +71,32 @@ pub struct PredictionsHeader {
     /// Fold for the `fold` column; when absent each study's manifest fold is used.
     #[serde(default)]
     pub fold: Option<u32>,
+    /// How the maps are stored: `png` (slice folders) or `nifti` (one volume per target;
+    /// `unit` must then be `volume`). Absent in version-1 headers, which are PNG.
+    #[serde(default)]
+    pub files: PredictionFiles,
+}
+
+/// File format of a predictions folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictionFiles {
+    /// 8-bit PNG per slice and prediction (2D units; volumes as their slices).
+    #[default]
+    Png,
+    /// float32 NIfTI-1 per target and prediction (volume units only).
+    Nifti,
+}
+
+impl PredictionFiles {
+    /// NIfTI for volume units, PNG for slices: what `dpersona eval --save-predictions`
+    /// writes.
+    pub fn for_unit(unit: UnitKind) -> Self {
+        match unit {
+            UnitKind::Slice => PredictionFiles::Png,
+            UnitKind::Volume => PredictionFiles::Nifti,
+        }
+    }
 }
 
 impl PredictionsHeader {
@@ -84,7 +113,14 @@ impl PredictionsHeader {
             checkpoint_sha256: ctx.checkpoint_sha256.clone(),
             unit,
             fold,
+            files: PredictionFiles::for_unit(unit),
         }
+    }
+
+    /// The same header storing slices as PNG whatever the unit (volumes slice by slice).
+    pub fn with_files(mut self, files: PredictionFiles) -> Self {
+        self.files = files;
+        self
     }
 }
 
@@ -103,7 +139,7 @@ pub enum PredictionsError {
     Schema(#[from] schemas::SchemaError),
 }
 
-fn invalid(path: &Path, reason: impl Into<String>) -> PredictionsError {
+pub(crate) fn invalid(path: &Path, reason: impl Into<String>) -> PredictionsError {
     PredictionsError::Invalid {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -111,7 +147,7 @@ fn invalid(path: &Path, reason: impl Into<String>) -> PredictionsError {
 }
 
 /// A path component must not be able to escape the folder or hide files.
-fn check_component(path: &Path, what: &str, s: &str) -> Result<(), PredictionsError> {
+pub(crate) fn check_component(path: &Path, what: &str, s: &str) -> Result<(), PredictionsError> {
     if s.is_empty() || s.starts_with('.') || s.contains(['/', '\\']) {
         return Err(invalid(
             path,
@@ -258,7 +294,7 @@ pub fn read_header(dir: &Path) -> Result<PredictionsHeader, PredictionsError> {
     Ok(h)
 }
 
-fn list_dir(path: &Path) -> Result<Vec<(String, PathBuf)>, PredictionsError> {
+pub(crate) fn list_dir(path: &Path) -> Result<Vec<(String, PathBuf)>, PredictionsError> {
     let io = |source| PredictionsError::Io {
         path: path.to_path_buf(),
         source,
@@ -407,47 +443,127 @@ pub struct ScoredPredictions {
 }
 
 /// Scores every unit of a predictions folder against the manifest's labels.
-/// Slices must exist in the manifest's shards with the same size; a volume unit must have
-/// every slice the shards hold for its target, and the same N in every slice.
+/// PNG: slices must exist in the manifest's shards with the same size; a volume unit must
+/// have every slice the shards hold for its target, and the same N in every slice.
+/// NIfTI: each `study/target` volume must have shape (W, H, D) with D the number of slices
+/// the shards hold for the target (see [`crate::prediction_volumes`]).
 pub fn score_predictions_dir(
     dir: &Path,
     manifest: &Manifest,
     opts: &MetricOptions,
 ) -> Result<ScoredPredictions, PredictionsError> {
     let header = read_header(dir)?;
-    let slices = list_slices(dir)?;
-    if slices.is_empty() {
-        return Err(invalid(
-            dir,
-            "holds no study/target/slice_<s>/pred_01.png files",
-        ));
-    }
     let studies: HashMap<&str, &schemas::manifest::StudyRecord> = manifest
         .studies
         .iter()
         .map(|s| (s.study_id.as_str(), s))
         .collect();
-    // Which shards to read, for which studies.
-    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in &slices {
-        let st = studies.get(s.study_id.as_str()).ok_or_else(|| {
+    let scorer = UnitScorer {
+        header: &header,
+        studies: &studies,
+        rank: manifest.header.rater_order == RaterOrder::AreaRank,
+        opts,
+    };
+    let results: Vec<Result<UnitOutcome, PredictionsError>> = match header.files {
+        PredictionFiles::Png => {
+            let slices = list_slices(dir)?;
+            if slices.is_empty() {
+                return Err(invalid(
+                    dir,
+                    "holds no study/target/slice_<s>/pred_01.png files",
+                ));
+            }
+            let labels = load_labels(
+                manifest,
+                &studies,
+                slices
+                    .iter()
+                    .map(|s| (s.study_id.as_str(), s.dir.as_path())),
+            )?;
+            png_units(dir, &header, &slices, &labels)?
+                .par_iter()
+                .enumerate()
+                .map(|(unit_index, group)| scorer.png_unit(unit_index, group, &labels))
+                .collect()
+        }
+        PredictionFiles::Nifti => {
+            if header.unit != UnitKind::Volume {
+                return Err(invalid(
+                    &dir.join(HEADER_FILE),
+                    "NIfTI predictions (`files`: `nifti`) are volume units: `unit` must be `volume`",
+                ));
+            }
+            let volumes = crate::prediction_volumes::list_volumes(dir)?;
+            if volumes.is_empty() {
+                return Err(invalid(
+                    dir,
+                    "holds no study/target/pred_01.nii.gz (or .nii) files",
+                ));
+            }
+            let labels = load_labels(
+                manifest,
+                &studies,
+                volumes
+                    .iter()
+                    .map(|v| (v.study_id.as_str(), v.dir.as_path())),
+            )?;
+            volumes
+                .par_iter()
+                .enumerate()
+                .map(|(unit_index, v)| scorer.nifti_unit(unit_index, v, &labels))
+                .collect()
+        }
+    };
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    let mut units_scored = 0;
+    for r in results {
+        let (mut rs, skip) = r?;
+        if let Some(s) = skip {
+            skipped.push(s);
+        } else {
+            units_scored += 1;
+        }
+        rows.append(&mut rs);
+    }
+    let conventions = Conventions::new(opts, header.unit, header.seed);
+    Ok(ScoredPredictions {
+        header,
+        conventions,
+        rows,
+        units_scored,
+        skipped,
+    })
+}
+
+/// (study, target) -> slice_index -> that slice's labels.
+type LabelIndex = HashMap<(String, String), BTreeMap<i32, SliceLabels>>;
+
+/// Reads the labels of the studies named by `wanted` (study id, the folder that named it,
+/// for errors) from the manifest's shards.
+fn load_labels<'a>(
+    manifest: &Manifest,
+    studies: &HashMap<&str, &schemas::manifest::StudyRecord>,
+    wanted: impl Iterator<Item = (&'a str, &'a Path)>,
+) -> Result<LabelIndex, PredictionsError> {
+    let mut shards: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (study, folder) in wanted {
+        let st = studies.get(study).ok_or_else(|| {
             invalid(
-                &s.dir,
+                folder,
                 format!(
-                    "study `{}` is not in manifest {}",
-                    s.study_id,
+                    "study `{study}` is not in manifest {}",
                     manifest.path.display()
                 ),
             )
         })?;
-        wanted
+        shards
             .entry(st.shard.clone())
             .or_default()
-            .push(s.study_id.clone());
+            .push(study.to_string());
     }
-    // (study, target) -> slice_index -> labels
-    let mut labels: HashMap<(String, String), BTreeMap<i32, SliceLabels>> = HashMap::new();
-    for (shard, ids) in &wanted {
+    let mut labels: LabelIndex = HashMap::new();
+    for (shard, ids) in &shards {
         let path = manifest.resolve(shard);
         let batches = open_checked(&path, &SLICE_SCHEMA)?.read_all()?;
         for batch in batches {
@@ -472,13 +588,23 @@ pub fn score_predictions_dir(
             }
         }
     }
-    // Units: lists of slices.
+    Ok(labels)
+}
+
+/// Groups PNG slice folders into units (one per slice, or one per target for volumes,
+/// which must then cover every slice the shards hold).
+fn png_units<'s>(
+    dir: &Path,
+    header: &PredictionsHeader,
+    slices: &'s [SavedSlice],
+    labels: &LabelIndex,
+) -> Result<Vec<Vec<&'s SavedSlice>>, PredictionsError> {
     let mut units: Vec<Vec<&SavedSlice>> = Vec::new();
     match header.unit {
         UnitKind::Slice => units.extend(slices.iter().map(|s| vec![s])),
         UnitKind::Volume => {
             let mut groups: BTreeMap<(String, String), Vec<&SavedSlice>> = BTreeMap::new();
-            for s in &slices {
+            for s in slices {
                 groups
                     .entry((s.study_id.clone(), s.target_id.clone()))
                     .or_default()
@@ -500,107 +626,158 @@ pub fn score_predictions_dir(
             }
         }
     }
-    let rank = manifest.header.rater_order == RaterOrder::AreaRank;
-    let results: Vec<Result<UnitOutcome, PredictionsError>> = units
-        .par_iter()
-        .enumerate()
-        .map(|(unit_index, group)| {
-            let first = group[0];
-            let key = (first.study_id.clone(), first.target_id.clone());
-            let unit_id = UnitId {
-                study_id: first.study_id.clone(),
-                target_id: first.target_id.clone(),
-                kind: header.unit,
-                unit_index: unit_index as u32,
-            };
-            let n = first.preds.len();
-            let mut probs: Vec<Vec<f32>> = vec![Vec::new(); n];
-            let mut raters: Vec<Option<Vec<u8>>> = Vec::new();
-            for s in group {
-                let lab = labels
-                    .get(&key)
-                    .and_then(|m| m.get(&s.slice_index))
-                    .ok_or_else(|| {
-                        invalid(
-                            &s.dir,
-                            format!(
-                                "slice {} of {}/{} is not in the manifest's shards",
-                                s.slice_index, key.0, key.1
-                            ),
-                        )
-                    })?;
-                if s.preds.len() != n {
-                    return Err(invalid(
+    Ok(units)
+}
+
+/// Stacks label slices in the given order into R rater masks `[D·H·W]`; a rater missing
+/// in any slice of a volume is missing for the volume.
+fn stack_labels<'l>(slices: impl Iterator<Item = &'l SliceLabels>) -> Vec<Option<Vec<u8>>> {
+    let mut raters: Vec<Option<Vec<u8>>> = Vec::new();
+    for lab in slices {
+        let hw = (lab.height * lab.width) as usize;
+        if raters.is_empty() {
+            raters = vec![Some(Vec::new()); lab.present.len()];
+        }
+        for (k, slot) in raters.iter_mut().enumerate() {
+            match (slot.as_mut(), lab.present.get(k).copied().unwrap_or(false)) {
+                (Some(v), true) => v.extend_from_slice(&lab.masks[k * hw..(k + 1) * hw]),
+                _ => *slot = None,
+            }
+        }
+    }
+    raters
+}
+
+/// What every unit of one folder shares.
+struct UnitScorer<'a> {
+    header: &'a PredictionsHeader,
+    studies: &'a HashMap<&'a str, &'a schemas::manifest::StudyRecord>,
+    /// Rank rater slots by area per unit (`area_rank` manifests).
+    rank: bool,
+    opts: &'a MetricOptions,
+}
+
+impl UnitScorer<'_> {
+    /// Scores one unit's stacked maps into rows (or the reason it was skipped).
+    fn score(
+        &self,
+        unit_id: UnitId,
+        raters: Vec<Option<Vec<u8>>>,
+        probs: &[Vec<f32>],
+    ) -> UnitOutcome {
+        let raters = if self.rank {
+            rank_by_area(raters)
+        } else {
+            raters
+        };
+        let rater_refs: Vec<Option<&[u8]>> = raters.iter().map(|m| m.as_deref()).collect();
+        let prob_refs: Vec<&[f32]> = probs.iter().map(Vec::as_slice).collect();
+        let h = self.header;
+        let fold = h
+            .fold
+            .unwrap_or_else(|| self.studies[unit_id.study_id.as_str()].fold);
+        let ctx = EvalContext {
+            run: h.run.clone(),
+            method: h.method.clone(),
+            stage: h.stage,
+            n_samples: h.n_samples,
+            bank: h.bank,
+            fold,
+            seed: h.seed,
+            checkpoint_sha256: h.checkpoint_sha256.clone(),
+        };
+        match score_unit(&rater_refs, &prob_refs, self.opts) {
+            Ok(scores) => (scores.to_records(&ctx, &unit_id), None),
+            Err(e) => (Vec::new(), Some((unit_id, e.to_string()))),
+        }
+    }
+
+    fn png_unit(
+        &self,
+        unit_index: usize,
+        group: &[&SavedSlice],
+        labels: &LabelIndex,
+    ) -> Result<UnitOutcome, PredictionsError> {
+        let first = group[0];
+        let key = (first.study_id.clone(), first.target_id.clone());
+        let n = first.preds.len();
+        let mut probs: Vec<Vec<f32>> = vec![Vec::new(); n];
+        let mut slice_labels = Vec::with_capacity(group.len());
+        for s in group {
+            let lab = labels
+                .get(&key)
+                .and_then(|m| m.get(&s.slice_index))
+                .ok_or_else(|| {
+                    invalid(
                         &s.dir,
                         format!(
-                            "has {} predictions, other slices of the unit have {n}",
-                            s.preds.len()
+                            "slice {} of {}/{} is not in the manifest's shards",
+                            s.slice_index, key.0, key.1
+                        ),
+                    )
+                })?;
+            if s.preds.len() != n {
+                return Err(invalid(
+                    &s.dir,
+                    format!(
+                        "has {} predictions, other slices of the unit have {n}",
+                        s.preds.len()
+                    ),
+                ));
+            }
+            for (j, p) in s.preds.iter().enumerate() {
+                let img = read_grey_png(p)?;
+                if (img.height, img.width) != (lab.height, lab.width) {
+                    return Err(invalid(
+                        p,
+                        format!(
+                            "is {}x{}, the shard slice is {}x{}",
+                            img.height, img.width, lab.height, lab.width
                         ),
                     ));
                 }
-                for (j, p) in s.preds.iter().enumerate() {
-                    let img = read_grey_png(p)?;
-                    if (img.height, img.width) != (lab.height, lab.width) {
-                        return Err(invalid(
-                            p,
-                            format!(
-                                "is {}x{}, the shard slice is {}x{}",
-                                img.height, img.width, lab.height, lab.width
-                            ),
-                        ));
-                    }
-                    probs[j].extend_from_slice(&img.values);
-                }
-                let hw = (lab.height * lab.width) as usize;
-                if raters.is_empty() {
-                    raters = vec![Some(Vec::new()); lab.present.len()];
-                }
-                for (k, slot) in raters.iter_mut().enumerate() {
-                    match (slot.as_mut(), lab.present.get(k).copied().unwrap_or(false)) {
-                        (Some(v), true) => v.extend_from_slice(&lab.masks[k * hw..(k + 1) * hw]),
-                        _ => *slot = None,
-                    }
-                }
+                probs[j].extend_from_slice(&img.values);
             }
-            // A rater missing in any slice of a volume is missing for the volume.
-            let raters = if rank { rank_by_area(raters) } else { raters };
-            let rater_refs: Vec<Option<&[u8]>> = raters.iter().map(|m| m.as_deref()).collect();
-            let prob_refs: Vec<&[f32]> = probs.iter().map(Vec::as_slice).collect();
-            let fold = header.fold.unwrap_or_else(|| studies[key.0.as_str()].fold);
-            let ctx = EvalContext {
-                run: header.run.clone(),
-                method: header.method.clone(),
-                stage: header.stage,
-                n_samples: header.n_samples,
-                bank: header.bank,
-                fold,
-                seed: header.seed,
-                checkpoint_sha256: header.checkpoint_sha256.clone(),
-            };
-            Ok(match score_unit(&rater_refs, &prob_refs, opts) {
-                Ok(scores) => (scores.to_records(&ctx, &unit_id), None),
-                Err(e) => (Vec::new(), Some((unit_id, e.to_string()))),
-            })
-        })
-        .collect();
-    let mut rows = Vec::new();
-    let mut skipped = Vec::new();
-    let mut units_scored = 0;
-    for r in results {
-        let (mut rs, skip) = r?;
-        if let Some(s) = skip {
-            skipped.push(s);
-        } else {
-            units_scored += 1;
+            slice_labels.push(lab);
         }
-        rows.append(&mut rs);
+        let unit_id = UnitId {
+            study_id: key.0,
+            target_id: key.1,
+            kind: self.header.unit,
+            unit_index: unit_index as u32,
+        };
+        Ok(self.score(unit_id, stack_labels(slice_labels.into_iter()), &probs))
     }
-    let conventions = Conventions::new(opts, header.unit, header.seed);
-    Ok(ScoredPredictions {
-        header,
-        conventions,
-        rows,
-        units_scored,
-        skipped,
-    })
+
+    fn nifti_unit(
+        &self,
+        unit_index: usize,
+        v: &crate::prediction_volumes::SavedVolume,
+        labels: &LabelIndex,
+    ) -> Result<UnitOutcome, PredictionsError> {
+        let key = (v.study_id.clone(), v.target_id.clone());
+        let planes = labels.get(&key).ok_or_else(|| {
+            invalid(
+                &v.dir,
+                format!(
+                    "target `{}` of study `{}` has no slice in the manifest's shards",
+                    key.1, key.0
+                ),
+            )
+        })?;
+        let first = planes.values().next().expect("a target has >= 1 slice");
+        let (h, w) = (first.height as usize, first.width as usize);
+        let probs = v
+            .preds
+            .iter()
+            .map(|p| crate::prediction_volumes::read_probability_volume(p, planes.len(), h, w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let unit_id = UnitId {
+            study_id: key.0,
+            target_id: key.1,
+            kind: UnitKind::Volume,
+            unit_index: unit_index as u32,
+        };
+        Ok(self.score(unit_id, stack_labels(planes.values()), &probs))
+    }
 }

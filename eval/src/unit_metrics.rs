@@ -177,9 +177,12 @@ pub fn score_unit(
         .iter()
         .map(|&k| BitMask::from_bytes(raters[k].unwrap()))
         .collect();
+    // One pass over each probability map: its mask and its share of Dice_soft's mean map
+    // (summed in f64, in sample order).
+    let mut prob_sum = vec![0.0f64; p];
     let preds: Vec<BitMask> = probs
         .iter()
-        .map(|m| BitMask::from_probs(m, opts.threshold))
+        .map(|m| BitMask::from_probs_accumulating(m, opts.threshold, &mut prob_sum))
         .collect();
     let (r, n) = (labels.len(), preds.len());
 
@@ -200,7 +203,7 @@ pub fn score_unit(
         - within_set_distance_sum(&labels, opts) / (r * r) as f64
         - within_set_distance_sum(&preds, opts) / (n * n) as f64;
 
-    let dice_soft = soft_dice(&present, raters, probs, p, opts);
+    let dice_soft = soft_dice(&present, raters, prob_sum, n, opts);
 
     // Dice matrix M[i, j] = Dice(Y_i, S_j) over present raters (method.md §5.5). `[r, n]`.
     let m: Vec<f64> = (0..r * n)
@@ -260,24 +263,20 @@ pub fn score_unit(
     })
 }
 
-/// Dice_soft (method.md §5.4): mean probability over samples (accumulated in f64, in sample
-/// order) and mean label over present raters, each thresholded with strict `>` per t.
+/// Dice_soft (method.md §5.4): mean probability over the N samples (`prob_sum` `[P]`, the
+/// f64 sum accumulated in sample order while binarising) and mean label over present
+/// raters, each thresholded with strict `>` per t.
 fn soft_dice(
     present: &[usize],
     raters: &[Option<&[u8]>],
-    probs: &[&[f32]],
-    p: usize,
+    prob_sum: Vec<f64>,
+    n: usize,
     opts: &MetricOptions,
 ) -> f64 {
-    let n = probs.len() as f64;
+    let p = prob_sum.len();
     let r = present.len() as f64;
-    let mut pred_mean = vec![0.0f64; p];
-    for map in probs {
-        for (acc, &v) in pred_mean.iter_mut().zip(map.iter()) {
-            *acc += v as f64;
-        }
-    }
-    pred_mean.iter_mut().for_each(|v| *v /= n);
+    let mut pred_mean = prob_sum;
+    pred_mean.iter_mut().for_each(|v| *v /= n as f64);
     let mut votes = vec![0u32; p];
     for &k in present {
         for (acc, &v) in votes.iter_mut().zip(raters[k].unwrap()) {

@@ -250,7 +250,9 @@ fn predictions_round_trip_score_and_draw() {
     }
 
     // Volume units: each target's two slices stacked.
-    let vol_header = PredictionsHeader::new(&ctx, UnitKind::Volume, Some(7));
+    // PNG slice folders scored as volumes (a volume's slices saved one by one).
+    let vol_header = PredictionsHeader::new(&ctx, UnitKind::Volume, Some(7))
+        .with_files(eval::predictions::PredictionFiles::Png);
     PredictionWriter::create(&pred_dir, &vol_header).unwrap();
     let vol = score_predictions_dir(&pred_dir, &manifest, &opts).unwrap();
     assert_eq!(vol.units_scored, 3);
