@@ -68,6 +68,24 @@ pub enum MethodArg {
     CmPixel,
     /// Per-rater latent Gaussians with a shared head.
     Pionono,
+    /// Transformer with one query per rater (+ a global one) and low-rank Gaussian heads.
+    Tab,
+}
+
+/// `--rater`: one rater's index, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaterArg {
+    One(i64),
+    All,
+}
+
+fn parse_rater(s: &str) -> Result<RaterArg, String> {
+    if s == "all" {
+        return Ok(RaterArg::All);
+    }
+    s.parse()
+        .map(RaterArg::One)
+        .map_err(|_| format!("`{s}` is neither a rater index (0-based) nor `all`"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,7 +94,7 @@ pub enum SelectOnArg {
     Test,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(after_help = presets_help())]
 pub struct TrainArgs {
     /// Manifest written by `dpersona ingest`.
@@ -86,9 +104,12 @@ pub struct TrainArgs {
     /// table of --config) and one stage (optim.epochs_stage1 epochs, in RUN/stage1).
     #[arg(long, value_enum, default_value = "dpersona")]
     pub method: MethodArg,
-    /// unet-rater: the rater (0-based, manifest order) whose masks the U-Net learns.
-    #[arg(long)]
-    pub rater: Option<i64>,
+    /// unet-rater: the rater (0-based, manifest order) whose masks the U-Net learns, or
+    /// `all` (the default): one U-Net per rater, trained one after the other into
+    /// OUT/rater_K/ (each a normal run), which `dpersona eval --run OUT` scores as one
+    /// method with S = R outputs (model K = rater K).
+    #[arg(long, value_parser = parse_rater)]
+    pub rater: Option<RaterArg>,
     /// mv: tie rule of the majority vote.
     #[arg(long, value_enum, default_value = "strict")]
     pub mv: crate::baselines::fusion::MvRule,
@@ -248,11 +269,13 @@ pub fn baseline_spec(
     );
     let spec = match args.method {
         MethodArg::Dpersona => None,
-        MethodArg::UnetRater => Some(BaselineSpec::UnetRater {
-            rater: args.rater.context(
-                "--method unet-rater needs --rater K (run it once per rater for the R models)",
-            )?,
-        }),
+        MethodArg::UnetRater => match args.rater {
+            Some(RaterArg::One(rater)) => Some(BaselineSpec::UnetRater { rater }),
+            _ => anyhow::bail!(
+                "--method unet-rater without --rater K (or with --rater all) trains every rater's \
+                 model through run_train; one configuration needs --rater K"
+            ),
+        },
         MethodArg::Mv => Some(BaselineSpec::Mv { rule: args.mv }),
         MethodArg::Rs => Some(BaselineSpec::Rs),
         MethodArg::Staple => Some(BaselineSpec::Staple(Default::default())),
@@ -260,6 +283,7 @@ pub fn baseline_spec(
         MethodArg::CmGlobal => Some(BaselineSpec::CmGlobal(Default::default())),
         MethodArg::CmPixel => Some(BaselineSpec::CmPixel(Default::default())),
         MethodArg::Pionono => Some(BaselineSpec::Pionono(Default::default())),
+        MethodArg::Tab => Some(BaselineSpec::Tab(Default::default())),
     };
     Ok(match (spec, from_config) {
         (None, None) => None,
@@ -309,6 +333,9 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             "--resume continues with the run's own config.toml, method and fold; drop --preset/--config/--seed/--epochs-*/--select-on/--fold/--method/--rater"
         );
     }
+    if let Some(root) = all_raters_root(&args, &manifest) {
+        return run_train_all_raters(&args, &manifest, &root);
+    }
     let (preset, config) = resolve_config(&args, &manifest)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let method = config.baseline.as_ref().map_or("dpersona", |b| b.name());
@@ -353,6 +380,87 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         "run: {}  (logs: train.log, train_log.parquet; recorded as the latest run in {})",
         out.display(),
         latest_pointer_for(&out).display()
+    );
+    Ok(())
+}
+
+/// The folder of an all-raters `unet-rater` command: `--method unet-rater` without
+/// `--rater K`, or a resumed folder that holds `rater_K/` runs. `None` otherwise.
+fn all_raters_root(args: &TrainArgs, manifest: &schemas::manifest::Manifest) -> Option<PathBuf> {
+    let one = matches!(args.rater, Some(RaterArg::One(_)));
+    if args.resume {
+        let out = args.out.as_ref()?;
+        return crate::baselines::rater_ensemble::members(out).map(|_| out.clone());
+    }
+    (args.method == MethodArg::UnetRater && !one).then(|| {
+        args.out.clone().unwrap_or_else(|| {
+            RunDir::default_path(Path::new("runs"), &manifest.header.dataset, "unet-rater")
+        })
+    })
+}
+
+/// Trains (or resumes) one U-Net per rater into ROOT/rater_K/, one after the other; a
+/// member not started yet when a resume comes takes rater 0's configuration.
+fn run_train_all_raters(
+    args: &TrainArgs,
+    manifest: &schemas::manifest::Manifest,
+    root: &Path,
+) -> anyhow::Result<()> {
+    use crate::baselines::rater_ensemble::member_dir;
+    let raters = manifest.header.raters.len();
+    eprintln!(
+        "run folder: {} ({raters} unet-rater models)",
+        root.display()
+    );
+    for k in 0..raters {
+        let member = member_dir(root, k);
+        let started = RunDir::new(&member).exists();
+        let (preset, config, fold) = if args.resume && !started {
+            let first = RunDir::new(member_dir(root, 0));
+            let mut cfg = first.read_config()?;
+            cfg.baseline = Some(BaselineSpec::UnetRater { rater: k as i64 });
+            let info = first.read_info()?;
+            (info.preset, cfg, info.fold)
+        } else {
+            let mut one = args.clone();
+            one.method = MethodArg::UnetRater;
+            one.rater = Some(RaterArg::One(k as i64));
+            let (preset, cfg) = resolve_config(&one, manifest)?;
+            (preset, cfg, args.fold)
+        };
+        eprintln!(
+            "unet-rater {}/{raters}: rater {k} -> {}",
+            k + 1,
+            member.display()
+        );
+        let summary = train(&TrainOptions {
+            manifest: args.manifest.clone(),
+            run: member.clone(),
+            config,
+            preset,
+            fold,
+            stages: Stages::One,
+            device: args.device.device()?,
+            resume: args.resume && started,
+            backbone_weights: args.backbone_weights.clone(),
+            progress: !args.quiet,
+            latest_pointer: None,
+            stop_after: None,
+        })
+        .with_context(|| format!("training rater {k} into {}", member.display()))?;
+        for (_, best) in &summary.best {
+            println!(
+                "rater {k}: best {} {:.4} at epoch {}",
+                best.metric_name,
+                best.metric,
+                best.epoch + 1
+            );
+        }
+    }
+    println!(
+        "run: {} (one U-Net per rater in rater_K/; score them together with `dpersona eval --run {}`)",
+        root.display(),
+        root.display()
     );
     Ok(())
 }

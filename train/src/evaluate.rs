@@ -98,7 +98,14 @@ struct UnitAccum {
 
 /// Evaluates the run's best checkpoints and merges the rows into `opts.out`.
 pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
-    let run = RunDir::new(&opts.run);
+    // `unet-rater` for all raters: RUN holds no run of its own but one per rater in
+    // RUN/rater_K/ (baselines::rater_ensemble); the first stands for the shared settings.
+    let members = crate::baselines::rater_ensemble::members(&opts.run);
+    let run = RunDir::new(
+        members
+            .as_ref()
+            .map_or(opts.run.as_path(), |m| m[0].as_path()),
+    );
     let mut cfg = run.read_config()?;
     let info = run.read_info()?;
     let manifest_path = opts
@@ -163,18 +170,32 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     if let Some(spec) = cfg.baseline.clone() {
         // A baseline has one stage; its outputs are the method's prediction set (S maps).
         let stage = crate::baseline_trainer::BASELINE_STAGE;
-        let dir = run.stage_dir(stage);
-        let best = checkpoint::read_info(&dir, Slot::Best)?.ok_or_else(|| {
-            EvalError::Setup(format!(
-                "{}: no best checkpoint (best.json); train first",
-                dir.display()
-            ))
-        })?;
-        let (mut vs, model) = crate::baseline_trainer::build_baseline(&cfg, &spec, opts.device)?;
-        let sha = load_checked(&dir, &best, &mut vs)?;
+        let load = |dir: &Path, vs: &mut tch::nn::VarStore| -> Result<String, EvalError> {
+            let best = checkpoint::read_info(dir, Slot::Best)?.ok_or_else(|| {
+                EvalError::Setup(format!(
+                    "{}: no best checkpoint (best.json); train first",
+                    dir.display()
+                ))
+            })?;
+            load_checked(dir, &best, vs)
+        };
+        let loaded = match &members {
+            Some(m) => {
+                crate::baselines::rater_ensemble::load_members(m, &manifest, opts.device, load)?
+            }
+            None => crate::baselines::rater_ensemble::load_one(
+                &cfg,
+                &spec,
+                &run.stage_dir(stage),
+                opts.device,
+                load,
+            )?,
+        };
+        let sha = loaded.checkpoint_sha256.clone();
         shas.push((stage, sha.clone()));
         let n_samples = match &spec {
             crate::baselines::BaselineSpec::ProbUnet(o) => o.eval_samples as u32,
+            crate::baselines::BaselineSpec::Tab(o) => o.eval_samples as u32,
             _ => 0,
         };
         let ctx = EvalContext {
@@ -195,7 +216,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
             None => None,
         };
         reseed(opts.seed, Stream::Inference, stage, n_samples as u64, 0);
-        let predict_fn = |x: &Tensor| crate::baseline_trainer::predict_set(&model, x);
+        let predict_fn = |x: &Tensor| loaded.predict(x);
         let units = run_one(
             &loader,
             &predict_fn,

@@ -12,7 +12,7 @@ use schemas::metrics::MetricRecord;
 use schemas::train_log::TrainLogRecord;
 use tch::Tensor;
 use train::baselines::fusion::{MvRule, StapleParams};
-use train::baselines::{BaselineSpec, CmOptions, PiononoOptions, ProbUnetOptions};
+use train::baselines::{BaselineSpec, CmOptions, PiononoOptions, ProbUnetOptions, TabOptions};
 use train::checkpoint::{read_info, Slot};
 use train::evaluate::{evaluate, EvalOptions};
 use train::run_dir::RunDir;
@@ -77,6 +77,7 @@ fn each_baseline_trains_and_evaluates_under_its_name() {
             1,
         ),
         (BaselineSpec::Staple(StapleParams::default()), 1),
+        (BaselineSpec::Tab(TabOptions::default()), RATERS),
     ];
     let results = tmp.path().join("results.parquet");
     for (spec, _) in &cases {
@@ -249,8 +250,7 @@ fn cli_method_flag_trains_evaluates_and_rejects_bad_combinations() {
     };
     let other = tmp.path().join("other");
     let o = other.to_str().unwrap();
-    let e = err(&["--method", "unet-rater"], o);
-    assert!(e.contains("--rater"), "{e}");
+    // (`--method unet-rater` alone trains every rater: baselines_rater_ensemble.rs.)
     let e = err(&["--method", "rs", "--rater", "1"], o);
     assert!(e.contains("--rater only applies"), "{e}");
     let e = err(&["--method", "unet-rater", "--rater", "9"], o);
