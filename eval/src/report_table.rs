@@ -84,7 +84,13 @@ pub fn build_table(records: &[MetricRecord]) -> ReportTable {
             }
         }
     }
-    let runs: BTreeSet<&str> = records.iter().map(|r| r.run.as_str()).collect();
+    let mut runs_of_method: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in records {
+        runs_of_method
+            .entry(r.method.as_str())
+            .or_default()
+            .insert(r.run.as_str());
+    }
     let mut columns: Vec<String> = ["GED", "Dice_soft", "Dice_max", "Dice_match"]
         .iter()
         .map(|s| s.to_string())
@@ -124,15 +130,26 @@ pub fn build_table(records: &[MetricRecord]) -> ReportTable {
             PerRater::Matched => cell(names::DICE_MEAN_MATCHED),
         });
         let (run, method, stage, n_samples, bank, n_outputs) = key.clone();
-        let mut label = format!("{method} (Stage {stage}");
+        // Only D-Persona has stages; the baselines train one (stored as stage 1).
+        let mut parts = Vec::new();
+        if method == "dpersona" {
+            parts.push(format!("Stage {stage}"));
+        }
         if n_samples > 0 {
-            label += &format!(", #{n_samples}");
+            parts.push(format!("#{n_samples}"));
         }
         if bank > 0 {
-            label += &format!(", M={bank}");
+            parts.push(format!("M={bank}"));
         }
-        label += ")";
-        if runs.len() > 1 {
+        let mut label = method.clone();
+        if !parts.is_empty() {
+            label += &format!(" ({})", parts.join(", "));
+        }
+        // The run tells rows apart only when one method was evaluated from several runs.
+        if runs_of_method
+            .get(method.as_str())
+            .is_some_and(|r| r.len() > 1)
+        {
             label += &format!(" [{run}]");
         }
         rows.push(TableRow {
@@ -258,4 +275,59 @@ pub fn render_markdown(table: &ReportTable) -> String {
         out += &format!("{f}\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(run: &str, method: &str, stage: u8, n_samples: u32, bank: u32) -> MetricRecord {
+        MetricRecord {
+            run: run.into(),
+            method: method.into(),
+            stage,
+            n_samples,
+            bank,
+            n_outputs: 4,
+            fold: 0,
+            study_id: "S0".into(),
+            target_id: "T0".into(),
+            unit: "slice".into(),
+            unit_index: 0,
+            metric: names::GED.into(),
+            value: 0.5,
+            seed: 1,
+            checkpoint_sha256: String::new(),
+        }
+    }
+
+    /// One row per method: stages only for D-Persona, #N and M where they apply, and the
+    /// run only where one method comes from several runs.
+    #[test]
+    fn labels_name_stage_samples_and_run_only_where_they_apply() {
+        let records = vec![
+            row("dp", "dpersona", 1, 10, 0),
+            row("dp", "dpersona", 2, 0, 100),
+            row("prob", "prob-unet", 1, 10, 0),
+            row("tab", "tab", 1, 0, 0),
+            row("mv-a", "mv", 1, 0, 0),
+            row("mv-b", "mv", 1, 0, 0),
+        ];
+        let labels: Vec<String> = build_table(&records)
+            .rows
+            .into_iter()
+            .map(|r| r.label)
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "dpersona (Stage 1, #10)",
+                "dpersona (Stage 2, M=100)",
+                "mv [mv-a]",
+                "mv [mv-b]",
+                "prob-unet (#10)",
+                "tab"
+            ]
+        );
+    }
 }
