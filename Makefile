@@ -1,5 +1,6 @@
 # dpersona: `make demo` runs the main job end to end on built-in synthetic data,
-# `make test` runs every test, `make bench` prints the benchmark table.
+# `make test` runs every test, `make bench` prints the benchmark table, `make compare`
+# trains every method of the paper's comparison and prints one table row per method.
 #
 # Set-up is automatic and idempotent: the Python environment (torch for libtorch, plus the
 # independent references tests compare against) lives in a per-user cache keyed by the
@@ -48,6 +49,11 @@ demo: setup
 
 test: setup
 	$(CARGO) test --workspace --no-fail-fast
+
+# Every method of the paper's comparison on synthetic data (small preset; ~20 min on 2 cores).
+compare: setup
+	$(CARGO) build --release --bin dpersona
+	@bash scripts/compare.sh
 
 bench: setup
 	$(CARGO) build --release --bin dpersona
