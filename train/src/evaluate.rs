@@ -7,13 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use eval::metric_rows::{EvalContext, UnitId, UnitKind};
-use eval::predictions::{PredictionWriter, PredictionsHeader, SliceToSave};
+use eval::prediction_volumes::{read_geometry, VolumeGeometry, VolumeToSave};
+use eval::predictions::{PredictionFiles, PredictionWriter, PredictionsHeader, SliceToSave};
 use eval::results_frame::{write_results, Conventions, ResultsWritten};
 use eval::unit_metrics::{score_unit, MetricOptions, ScoreError};
 use schemas::manifest::{Manifest, SourceKind};
 use schemas::metrics::MetricRecord;
 use tch::{Device, Tensor};
 
+use crate::batch::RowId;
 use crate::checkpoint::{self, Slot};
 use crate::infer::{predict, BatchPredictions, Outputs};
 use crate::loader::{Dataset, FoldRole, Loader, LoaderConfig, Selection};
@@ -85,15 +87,186 @@ pub struct EvalSummary {
     pub checkpoint_sha256: Vec<(u8, String)>,
 }
 
-/// One slice's N probability maps `[HW]` and R rater masks `[HW]` (None = missing).
-type SliceMaps = (Vec<Vec<f32>>, Vec<Option<Vec<u8>>>);
+/// One slice's maps while its unit is incomplete: N probability maps `[HW]`, R rater
+/// masks `[HW]` (None = missing) and image channel 0 `[HW]`.
+struct SliceMaps {
+    probs: Vec<Vec<f32>>,
+    raters: Vec<Option<Vec<u8>>>,
+    image: Vec<f32>,
+}
 
-/// Probability maps and labels of one unit while its slices arrive.
-struct UnitAccum {
-    study_id: String,
-    target_id: String,
-    /// slice_index → that slice's maps.
-    slices: BTreeMap<i32, SliceMaps>,
+/// One complete evaluation unit: a slice, or a target's slices stacked by `slice_index`.
+/// Every map is `[D·H·W]` (D = 1 for a slice unit).
+pub struct AssembledUnit {
+    pub id: UnitId,
+    pub depth: usize,
+    /// `[N]` probability maps.
+    pub probs: Vec<Vec<f32>>,
+    /// `[R]` rater masks; a rater counts as present for a volume if it read every slice.
+    pub raters: Vec<Option<Vec<u8>>>,
+    /// Image channel 0.
+    pub image: Vec<f32>,
+}
+
+impl AssembledUnit {
+    pub fn rater_refs(&self) -> Vec<Option<&[u8]>> {
+        self.raters.iter().map(|m| m.as_deref()).collect()
+    }
+
+    pub fn prob_refs(&self) -> Vec<&[f32]> {
+        self.probs.iter().map(Vec::as_slice).collect()
+    }
+}
+
+/// Groups predicted slices, arriving in any order, into evaluation units: each slice is a
+/// unit, or (volume units) a target's slices are stacked in `slice_index` order as soon as
+/// the last of them arrives. Used by `dpersona eval` and by per-epoch validation, so both
+/// score the same units.
+pub struct UnitAssembler {
+    unit: UnitKind,
+    /// Slices per (study, target) in the dataset.
+    expected: HashMap<(String, String), usize>,
+    /// (study, target) → slice_index → maps.
+    open: HashMap<(String, String), BTreeMap<i32, SliceMaps>>,
+    next_index: u32,
+}
+
+impl UnitAssembler {
+    pub fn new(unit: UnitKind, dataset: &Dataset) -> Self {
+        let mut expected: HashMap<(String, String), usize> = HashMap::new();
+        for i in 0..dataset.len() {
+            let id = dataset.get(i).id;
+            *expected
+                .entry((id.study_id.clone(), id.target_id.clone()))
+                .or_default() += 1;
+        }
+        UnitAssembler {
+            unit,
+            expected,
+            open: HashMap::new(),
+            next_index: 0,
+        }
+    }
+
+    /// Default unit of a manifest: slices for LIDC, volumes for NIfTI datasets.
+    pub fn default_unit(manifest: &Manifest) -> UnitKind {
+        match manifest.header.source_kind {
+            SourceKind::Lidc => UnitKind::Slice,
+            SourceKind::Nifti => UnitKind::Volume,
+        }
+    }
+
+    pub fn unit(&self) -> UnitKind {
+        self.unit
+    }
+
+    /// Units completed so far.
+    pub fn units(&self) -> usize {
+        self.next_index as usize
+    }
+
+    fn take_id(&mut self, study_id: &str, target_id: &str) -> UnitId {
+        let id = UnitId {
+            study_id: study_id.to_string(),
+            target_id: target_id.to_string(),
+            kind: self.unit,
+            unit_index: self.next_index,
+        };
+        self.next_index += 1;
+        id
+    }
+
+    /// Adds one predicted slice (`probs` N maps `[HW]`, `raters` R slots `[HW]`, `image`
+    /// channel 0 `[HW]`); returns the unit it completes, if any.
+    pub fn push(
+        &mut self,
+        row: &RowId,
+        probs: &[&[f32]],
+        raters: &[Option<&[u8]>],
+        image: &[f32],
+    ) -> Option<AssembledUnit> {
+        let maps = SliceMaps {
+            probs: probs.iter().map(|p| p.to_vec()).collect(),
+            raters: raters.iter().map(|r| r.map(<[u8]>::to_vec)).collect(),
+            image: image.to_vec(),
+        };
+        if self.unit == UnitKind::Slice {
+            let id = self.take_id(&row.study_id, &row.target_id);
+            return Some(AssembledUnit {
+                id,
+                depth: 1,
+                probs: maps.probs,
+                raters: maps.raters,
+                image: maps.image,
+            });
+        }
+        let key = (row.study_id.clone(), row.target_id.clone());
+        let slices = self.open.entry(key.clone()).or_default();
+        slices.insert(row.slice_index, maps);
+        if slices.len() < self.expected.get(&key).copied().unwrap_or(0) {
+            return None;
+        }
+        let slices = self.open.remove(&key).expect("just inserted");
+        let id = self.take_id(&key.0, &key.1);
+        Some(stack_volume(id, slices))
+    }
+
+    /// Checks that every volume received all its slices.
+    pub fn finish(self) -> Result<usize, String> {
+        match self.open.keys().next() {
+            Some(k) => Err(format!(
+                "volume {}/{} never received all its slices (internal error)",
+                k.0, k.1
+            )),
+            None => Ok(self.next_index as usize),
+        }
+    }
+}
+
+/// Concatenates a unit's slices in `slice_index` order: N maps, R rater masks and the
+/// image, each `[D·H·W]`. A rater counts as present for the volume if it read every slice.
+fn stack_volume(id: UnitId, slices: BTreeMap<i32, SliceMaps>) -> AssembledUnit {
+    let depth = slices.len();
+    let mut probs: Vec<Vec<f32>> = Vec::new();
+    let mut raters: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut image = Vec::new();
+    for (i, s) in slices.into_values().enumerate() {
+        if i == 0 {
+            probs = vec![Vec::new(); s.probs.len()];
+            raters = vec![Some(Vec::new()); s.raters.len()];
+        }
+        for (dst, src) in probs.iter_mut().zip(s.probs) {
+            dst.extend_from_slice(&src);
+        }
+        for (dst, src) in raters.iter_mut().zip(s.raters) {
+            match (dst.as_mut(), src) {
+                (Some(d), Some(src)) => d.extend_from_slice(&src),
+                _ => *dst = None,
+            }
+        }
+        image.extend_from_slice(&s.image);
+    }
+    AssembledUnit {
+        id,
+        depth,
+        probs,
+        raters,
+        image,
+    }
+}
+
+/// What every evaluation of one `dpersona eval` call shares.
+struct EvalEnv<'a> {
+    loader: &'a Loader,
+    device: Device,
+    unit: UnitKind,
+    metric_opts: &'a MetricOptions,
+    /// `--save-predictions` root: each evaluation writes a sub-folder.
+    save_root: Option<&'a Path>,
+    fold: Option<u32>,
+    seed: u64,
+    /// (study, target) → voxel geometry, for NIfTI volumes (volume units only).
+    geometry: HashMap<(String, String), VolumeGeometry>,
 }
 
 /// Evaluates the run's best checkpoints and merges the rows into `opts.out`.
@@ -113,25 +286,27 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         .clone()
         .unwrap_or_else(|| info.manifest.clone());
     let manifest = Manifest::read(&manifest_path)?;
+    check_manifest_matches_run(&opts.run, &cfg, &info, &manifest)?;
     adapt_to_manifest(&mut cfg, &manifest);
     let fold = opts.fold.or(info.fold);
     let selection = match fold {
         Some(k) => Selection::fold(k, FoldRole::Test),
         None => Selection::split(&opts.split),
     };
-    let unit = opts.unit.unwrap_or(match manifest.header.source_kind {
-        SourceKind::Lidc => UnitKind::Slice,
-        SourceKind::Nifti => UnitKind::Volume,
-    });
+    let unit = opts
+        .unit
+        .unwrap_or_else(|| UnitAssembler::default_unit(&manifest));
     let dataset = Dataset::from_manifest(manifest.clone(), &selection)?;
-    // Slices per (study, target), so a volume is scored as soon as its last slice arrives.
-    let mut expected: HashMap<(String, String), usize> = HashMap::new();
-    for i in 0..dataset.len() {
-        let id = dataset.get(i).id;
-        *expected
-            .entry((id.study_id.clone(), id.target_id.clone()))
-            .or_default() += 1;
-    }
+    // NIfTI volumes carry the shards' voxel size; read it only when they are written.
+    let geometry = if opts.save_predictions.is_some() && unit == UnitKind::Volume {
+        let mut studies: Vec<String> = (0..dataset.len())
+            .map(|i| dataset.get(i).id.study_id.clone())
+            .collect();
+        studies.dedup();
+        read_geometry(&manifest, &studies)?
+    } else {
+        HashMap::new()
+    };
     let loader = Loader::new(
         dataset,
         LoaderConfig {
@@ -142,6 +317,16 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let metric_opts = MetricOptions {
         ged_empty_pair: opts.ged_empty_pair,
         ..MetricOptions::default()
+    };
+    let env = EvalEnv {
+        loader: &loader,
+        device: opts.device,
+        unit,
+        metric_opts: &metric_opts,
+        save_root: opts.save_predictions.as_deref(),
+        fold,
+        seed: opts.seed,
+        geometry,
     };
     let run_name = opts
         .run
@@ -159,7 +344,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     };
     if stages.is_empty() {
         return Err(EvalError::Setup(format!(
-            "{}: no stage has a best checkpoint yet; train first",
+            "{}: no stage has a best checkpoint yet (no stage*/best.json); train first",
             opts.run.display()
         )));
     }
@@ -170,15 +355,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     if let Some(spec) = cfg.baseline.clone() {
         // A baseline has one stage; its outputs are the method's prediction set (S maps).
         let stage = crate::baseline_trainer::BASELINE_STAGE;
-        let load = |dir: &Path, vs: &mut tch::nn::VarStore| -> Result<String, EvalError> {
-            let best = checkpoint::read_info(dir, Slot::Best)?.ok_or_else(|| {
-                EvalError::Setup(format!(
-                    "{}: no best checkpoint (best.json); train first",
-                    dir.display()
-                ))
-            })?;
-            load_checked(dir, &best, vs)
-        };
+        let load = |dir: &Path, vs: &mut tch::nn::VarStore| load_checked(dir, &read_best(dir)?, vs);
         let loaded = match &members {
             Some(m) => {
                 crate::baselines::rater_ensemble::load_members(m, &manifest, opts.device, load)?
@@ -208,122 +385,48 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
             seed: opts.seed,
             checkpoint_sha256: sha,
         };
-        let writer = match &opts.save_predictions {
-            Some(root) => Some(PredictionWriter::create(
-                &root.join(spec.name()),
-                &PredictionsHeader::new(&ctx, unit, fold),
-            )?),
-            None => None,
-        };
-        reseed(opts.seed, Stream::Inference, stage, n_samples as u64, 0);
         let predict_fn = |x: &Tensor| loaded.predict(x);
-        let units = run_one(
-            &loader,
-            &predict_fn,
-            opts.device,
-            unit,
-            &expected,
-            &metric_opts,
-            &ctx,
-            writer.as_ref(),
-            &mut rows,
-        )?;
-        lines.push(summary_line(&rows, stage, n_samples, 0, units));
-        let written = write_results(
-            &opts.out,
-            &rows,
-            &Conventions::new(&metric_opts, unit, opts.seed),
-        )?;
-        return Ok(EvalSummary {
-            written,
-            lines,
-            checkpoint_sha256: shas,
-        });
-    }
-    for stage in stages {
-        let dir = run.stage_dir(stage);
-        let best = checkpoint::read_info(&dir, Slot::Best)?.ok_or_else(|| {
-            EvalError::Setup(format!("{}: no best checkpoint (best.json)", dir.display()))
-        })?;
-        let (mut vs, model) = build_model(&cfg, opts.device)?;
-        let sha = load_checked(&dir, &best, &mut vs)?;
-        shas.push((stage, sha.clone()));
-        let evaluations: Vec<(Outputs, u32, u32)> = if stage == 1 {
-            opts.samples
-                .iter()
-                .map(|&n| (Outputs::Samples(n as i64), n, 0))
-                .collect()
-        } else {
-            vec![(
-                Outputs::Personalised {
-                    bank: opts.bank as i64,
-                },
-                0,
-                opts.bank,
-            )]
-        };
-        for (outputs, n_samples, bank) in evaluations {
-            let ctx = EvalContext {
-                run: run_name.clone(),
-                method: "dpersona".into(),
-                stage,
-                n_samples,
-                bank,
-                fold: fold.unwrap_or(0),
-                seed: opts.seed,
-                checkpoint_sha256: sha.clone(),
-            };
-            let writer = match &opts.save_predictions {
-                Some(root) => {
-                    let sub = if stage == 1 {
-                        format!("stage1_n{n_samples}")
-                    } else {
-                        format!("stage2_bank{bank}")
-                    };
-                    Some(PredictionWriter::create(
-                        &root.join(sub),
-                        &PredictionsHeader::new(&ctx, unit, fold),
-                    )?)
-                }
-                None => None,
-            };
-            // The seed is reset before each evaluation, as the authors reset it per fold.
-            reseed(
-                opts.seed,
-                Stream::Inference,
-                stage,
-                n_samples as u64,
-                bank as u64,
-            );
-            let before = rows.len();
-            let predict_fn = |x: &Tensor| predict(&model, x, outputs);
-            let units = run_one(
-                &loader,
-                &predict_fn,
-                opts.device,
-                unit,
-                &expected,
-                &metric_opts,
-                &ctx,
-                writer.as_ref(),
-                &mut rows,
-            )?;
-            let mean = |name: &str| {
-                let v: Vec<f64> = rows[before..]
+        lines.push(env.evaluate_once(&ctx, spec.name(), &predict_fn, &mut rows)?);
+    } else {
+        for stage in stages {
+            let dir = run.stage_dir(stage);
+            let best = read_best(&dir)?;
+            let (mut vs, model) = build_model(&cfg, opts.device)?;
+            let sha = load_checked(&dir, &best, &mut vs)?;
+            shas.push((stage, sha.clone()));
+            let evaluations: Vec<(Outputs, u32, u32)> = if stage == 1 {
+                opts.samples
                     .iter()
-                    .filter(|r| r.metric == name)
-                    .map(|r| r.value)
-                    .collect();
-                v.iter().sum::<f64>() / v.len().max(1) as f64
+                    .map(|&n| (Outputs::Samples(n as i64), n, 0))
+                    .collect()
+            } else {
+                vec![(
+                    Outputs::Personalised {
+                        bank: opts.bank as i64,
+                    },
+                    0,
+                    opts.bank,
+                )]
             };
-            lines.push(EvalLine {
-                stage,
-                n_samples,
-                bank,
-                units,
-                ged: mean(eval::metric_rows::names::GED),
-                dice_match: mean(eval::metric_rows::names::DICE_MATCH),
-            });
+            for (outputs, n_samples, bank) in evaluations {
+                let ctx = EvalContext {
+                    run: run_name.clone(),
+                    method: "dpersona".into(),
+                    stage,
+                    n_samples,
+                    bank,
+                    fold: fold.unwrap_or(0),
+                    seed: opts.seed,
+                    checkpoint_sha256: sha.clone(),
+                };
+                let sub = if stage == 1 {
+                    format!("stage1_n{n_samples}")
+                } else {
+                    format!("stage2_bank{bank}")
+                };
+                let predict_fn = |x: &Tensor| predict(&model, x, outputs);
+                lines.push(env.evaluate_once(&ctx, &sub, &predict_fn, &mut rows)?);
+            }
         }
     }
     let written = write_results(
@@ -338,12 +441,78 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     })
 }
 
+/// Refuses a manifest the run cannot be evaluated on: other rater or channel counts than
+/// the run was trained with (its config.toml), or another crop size than the manifest it
+/// was trained on (checked when that manifest is another file and still readable: the run
+/// records only its path).
+fn check_manifest_matches_run(
+    run_root: &Path,
+    cfg: &crate::config::TrainConfig,
+    info: &crate::run_dir::RunInfo,
+    manifest: &Manifest,
+) -> Result<(), EvalError> {
+    let h = &manifest.header;
+    let disagree = |what: String| {
+        EvalError::Setup(format!(
+            "manifest {} does not match run {}: {what}",
+            manifest.path.display(),
+            run_root.display()
+        ))
+    };
+    if h.raters.len() as i64 != cfg.model.raters {
+        return Err(disagree(format!(
+            "the manifest has {} raters ({}), the run was trained with {} (config.toml model.raters)",
+            h.raters.len(),
+            h.raters.join(", "),
+            cfg.model.raters
+        )));
+    }
+    if h.channels.len() as i64 != cfg.model.in_channels {
+        return Err(disagree(format!(
+            "the manifest has {} image channels ({}), the run was trained with {} (config.toml model.in_channels)",
+            h.channels.len(),
+            h.channels.join(", "),
+            cfg.model.in_channels
+        )));
+    }
+    if manifest.path != info.manifest {
+        if let Ok(trained) = Manifest::read(&info.manifest) {
+            if trained.header.crop_size != h.crop_size {
+                return Err(disagree(format!(
+                    "the manifest crops to {0}x{0} px, the run was trained on {1}x{1} px crops ({2})",
+                    h.crop_size,
+                    trained.header.crop_size,
+                    info.manifest.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The best checkpoint's sidecar of a stage folder, or an error saying it is missing.
+fn read_best(dir: &Path) -> Result<checkpoint::CheckpointInfo, EvalError> {
+    checkpoint::read_info(dir, Slot::Best)?.ok_or_else(|| {
+        EvalError::Setup(format!(
+            "{}: no best checkpoint (best.json is missing); train first",
+            dir.display()
+        ))
+    })
+}
+
 /// Loads `best` into `vs` and checks the weights' SHA-256 against the sidecar; returns it.
 fn load_checked(
     dir: &Path,
     best: &checkpoint::CheckpointInfo,
     vs: &mut tch::nn::VarStore,
 ) -> Result<String, EvalError> {
+    let expected = dir.join(&best.weights);
+    if !expected.exists() {
+        return Err(EvalError::Setup(format!(
+            "{}: the weights file that best.json names is missing; the checkpoint is incomplete (train again or restore the file)",
+            expected.display()
+        )));
+    }
     let weights = checkpoint::load_weights(dir, best, vs)?;
     let sha = schemas::hashing::sha256_file(&weights)?;
     if sha != best.weights_sha256 {
@@ -356,141 +525,114 @@ fn load_checked(
     Ok(sha)
 }
 
-/// Mean GED and Dice_match of the rows of the last evaluation (those after all others).
-fn summary_line(
-    rows: &[MetricRecord],
-    stage: u8,
-    n_samples: u32,
-    bank: u32,
-    units: usize,
-) -> EvalLine {
+/// Mean GED and Dice_match of `rows` (one evaluation's rows).
+fn summary_line(rows: &[MetricRecord], ctx: &EvalContext, units: usize) -> EvalLine {
     let mean = |name: &str| {
         let v: Vec<f64> = rows
             .iter()
-            .filter(|r| {
-                r.metric == name && r.stage == stage && r.n_samples == n_samples && r.bank == bank
-            })
+            .filter(|r| r.metric == name)
             .map(|r| r.value)
             .collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
     };
     EvalLine {
-        stage,
-        n_samples,
-        bank,
+        stage: ctx.stage,
+        n_samples: ctx.n_samples,
+        bank: ctx.bank,
         units,
         ged: mean(eval::metric_rows::names::GED),
         dice_match: mean(eval::metric_rows::names::DICE_MATCH),
     }
 }
 
-/// Predicts every slice of the loader, groups slices into units and scores each unit as
-/// soon as it is complete. Returns the number of units scored.
-#[allow(clippy::too_many_arguments)]
-fn run_one(
-    loader: &Loader,
-    predict_fn: &dyn Fn(&Tensor) -> Tensor,
-    device: Device,
-    unit: UnitKind,
-    expected: &HashMap<(String, String), usize>,
-    opts: &MetricOptions,
-    ctx: &EvalContext,
-    writer: Option<&PredictionWriter>,
-    rows: &mut Vec<MetricRecord>,
-) -> Result<usize, EvalError> {
-    let mut open: HashMap<(String, String), UnitAccum> = HashMap::new();
-    let mut unit_index = 0u32;
-    for batch in loader.epoch(0) {
-        let batch = batch?;
-        let (x, _) = batch.to_tensors(device);
-        let preds = BatchPredictions::new(&batch, &predict_fn(&x));
-        let chw = batch.c * batch.h * batch.w;
-        for b in 0..batch.b {
-            let id = &batch.rows[b];
-            let probs = preds.probs_of(b);
-            let raters = preds.raters_of(b);
-            if let Some(w) = writer {
-                w.write_slice(&SliceToSave {
-                    study_id: &id.study_id,
-                    target_id: &id.target_id,
-                    slice_index: id.slice_index,
-                    height: batch.h as u32,
-                    width: batch.w as u32,
-                    image: &batch.images[b * chw..b * chw + batch.h * batch.w],
-                    raters: &raters,
-                    probs: &probs,
-                })?;
-            }
-            if unit == UnitKind::Slice {
-                let uid = UnitId {
-                    study_id: id.study_id.clone(),
-                    target_id: id.target_id.clone(),
-                    kind: unit,
-                    unit_index,
-                };
-                unit_index += 1;
-                push_scores(score_unit(&raters, &probs, opts), ctx, &uid, rows)?;
-                continue;
-            }
-            let key = (id.study_id.clone(), id.target_id.clone());
-            let acc = open.entry(key.clone()).or_insert_with(|| UnitAccum {
-                study_id: id.study_id.clone(),
-                target_id: id.target_id.clone(),
-                slices: BTreeMap::new(),
-            });
-            acc.slices.insert(
-                id.slice_index,
-                (
-                    probs.iter().map(|p| p.to_vec()).collect(),
-                    raters.iter().map(|r| r.map(<[u8]>::to_vec)).collect(),
-                ),
-            );
-            if acc.slices.len() == expected.get(&key).copied().unwrap_or(0) {
-                let acc = open.remove(&key).expect("just inserted");
-                let uid = UnitId {
-                    study_id: acc.study_id.clone(),
-                    target_id: acc.target_id.clone(),
-                    kind: unit,
-                    unit_index,
-                };
-                unit_index += 1;
-                let (probs, raters) = stack_volume(acc);
-                let p: Vec<&[f32]> = probs.iter().map(Vec::as_slice).collect();
-                let r: Vec<Option<&[u8]>> = raters.iter().map(|m| m.as_deref()).collect();
-                push_scores(score_unit(&r, &p, opts), ctx, &uid, rows)?;
-            }
-        }
+impl EvalEnv<'_> {
+    /// One evaluation (one method/stage/N/bank): the predictions sub-folder `sub` when
+    /// `--save-predictions` is given, the inference reseed (as the authors reset the seed
+    /// per evaluation), then every unit predicted and scored into `rows`.
+    fn evaluate_once(
+        &self,
+        ctx: &EvalContext,
+        sub: &str,
+        predict_fn: &dyn Fn(&Tensor) -> Tensor,
+        rows: &mut Vec<MetricRecord>,
+    ) -> Result<EvalLine, EvalError> {
+        let writer = match self.save_root {
+            Some(root) => Some(PredictionWriter::create(
+                &root.join(sub),
+                &PredictionsHeader::new(ctx, self.unit, self.fold),
+            )?),
+            None => None,
+        };
+        reseed(
+            self.seed,
+            Stream::Inference,
+            ctx.stage,
+            ctx.n_samples as u64,
+            ctx.bank as u64,
+        );
+        let before = rows.len();
+        let units = self.run_one(predict_fn, ctx, writer.as_ref(), rows)?;
+        Ok(summary_line(&rows[before..], ctx, units))
     }
-    if let Some((k, _)) = open.into_iter().next() {
-        return Err(EvalError::Setup(format!(
-            "volume {}/{} never received all its slices (internal error)",
-            k.0, k.1
-        )));
-    }
-    Ok(unit_index as usize)
-}
 
-/// Concatenates a unit's slices in `slice_index` order: N maps and R rater masks, each
-/// `[D·H·W]`. A rater counts as present for the volume if it read every slice.
-fn stack_volume(acc: UnitAccum) -> (Vec<Vec<f32>>, Vec<Option<Vec<u8>>>) {
-    let mut probs: Vec<Vec<f32>> = Vec::new();
-    let mut raters: Vec<Option<Vec<u8>>> = Vec::new();
-    for (i, (p, r)) in acc.slices.into_values().enumerate() {
-        if i == 0 {
-            probs = vec![Vec::new(); p.len()];
-            raters = vec![Some(Vec::new()); r.len()];
-        }
-        for (dst, src) in probs.iter_mut().zip(p) {
-            dst.extend_from_slice(&src);
-        }
-        for (dst, src) in raters.iter_mut().zip(r) {
-            match (dst.as_mut(), src) {
-                (Some(d), Some(s)) => d.extend_from_slice(&s),
-                _ => *dst = None,
+    /// Predicts every slice of the loader, groups slices into units and scores (and saves)
+    /// each unit as soon as it is complete. Returns the number of units (including any
+    /// that no rater read, which have no rows).
+    fn run_one(
+        &self,
+        predict_fn: &dyn Fn(&Tensor) -> Tensor,
+        ctx: &EvalContext,
+        writer: Option<&PredictionWriter>,
+        rows: &mut Vec<MetricRecord>,
+    ) -> Result<usize, EvalError> {
+        let mut units = UnitAssembler::new(self.unit, self.loader.dataset());
+        let nifti =
+            writer.is_some() && PredictionFiles::for_unit(self.unit) == PredictionFiles::Nifti;
+        for batch in self.loader.epoch(0) {
+            let batch = batch?;
+            let (x, _) = batch.to_tensors(self.device);
+            let preds = BatchPredictions::new(&batch, &predict_fn(&x));
+            let chw = batch.c * batch.h * batch.w;
+            for b in 0..batch.b {
+                let id = &batch.rows[b];
+                let probs = preds.probs_of(b);
+                let raters = preds.raters_of(b);
+                let image = &batch.images[b * chw..b * chw + batch.h * batch.w];
+                if let (Some(w), false) = (writer, nifti) {
+                    w.write_slice(&SliceToSave {
+                        study_id: &id.study_id,
+                        target_id: &id.target_id,
+                        slice_index: id.slice_index,
+                        height: batch.h as u32,
+                        width: batch.w as u32,
+                        image,
+                        raters: &raters,
+                        probs: &probs,
+                    })?;
+                }
+                let Some(unit) = units.push(id, &probs, &raters, image) else {
+                    continue;
+                };
+                if let (Some(w), true) = (writer, nifti) {
+                    let key = (unit.id.study_id.clone(), unit.id.target_id.clone());
+                    w.write_volume(&VolumeToSave {
+                        study_id: &unit.id.study_id,
+                        target_id: &unit.id.target_id,
+                        depth: unit.depth as u32,
+                        height: batch.h as u32,
+                        width: batch.w as u32,
+                        geometry: self.geometry.get(&key).copied().unwrap_or_default(),
+                        image: &unit.image,
+                        raters: &unit.rater_refs(),
+                        probs: &unit.prob_refs(),
+                    })?;
+                }
+                let scores = score_unit(&unit.rater_refs(), &unit.prob_refs(), self.metric_opts);
+                push_scores(scores, ctx, &unit.id, rows)?;
             }
         }
+        units.finish().map_err(EvalError::Setup)
     }
-    (probs, raters)
 }
 
 fn push_scores(

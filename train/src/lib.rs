@@ -14,6 +14,7 @@
 //! - [`train_log`]: `train_log.parquet` and the readable `train.log`.
 //! - [`trainer`]: Stage I and Stage II loops with validation, best/last checkpoints, resume.
 //! - [`infer`]: probability maps from a trained model, scored with eval's metric code.
+//! - [`validation`]: per-epoch validation on the units eval scores (slices or volumes).
 //! - [`evaluate`]: `dpersona eval` on a run: units, sample counts, metric frames.
 //! - [`baselines`]: the compared methods (label fusion, Prob. U-Net, CM, Pionono, ...).
 //! - [`baseline_trainer`]: the baselines' training loop on the trainer's machinery.
@@ -34,3 +35,4 @@ pub mod schedule;
 pub mod seeding;
 pub mod train_log;
 pub mod trainer;
+pub mod validation;

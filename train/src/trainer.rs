@@ -19,7 +19,6 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointInfo, Slot};
 use crate::config::{BnMode, RaterDraw, SelectOn, Stage2Selection, TrainConfig};
-use crate::infer::{predict, BatchPredictions, Outputs};
 use crate::loader::{Dataset, FoldRole, Loader, LoaderConfig, LoaderError, Selection};
 use crate::losses::{stage1_losses, stage2_loss};
 use crate::models::DPersona;
@@ -526,7 +525,8 @@ fn run_stage(
             bar.inc(1);
         }
 
-        let metric = validate(ctx, &model, stage, epoch)?;
+        let metric =
+            crate::validation::validate(ctx.cfg, &model, ctx.val, ctx.device, stage, epoch)?;
         let elapsed = started.elapsed().as_secs_f64();
         log.push(row(
             stage,
@@ -602,55 +602,6 @@ pub fn metric_name(stage: u8, sel: Stage2Selection) -> String {
         (_, Stage2Selection::Matched) => eval::metric_rows::names::DICE_MEAN_MATCHED.to_string(),
         (_, Stage2Selection::Identity) => eval::metric_rows::names::DICE_MEAN_IDENTITY.to_string(),
     }
-}
-
-/// Mean validation metric over the validation slices (method.md §4): Stage I Dice_match of
-/// N prior samples; Stage II per-rater Dice of the heads (matched or by identity).
-fn validate(
-    ctx: &StageContext<'_>,
-    model: &DPersona,
-    stage: u8,
-    epoch: u32,
-) -> Result<f64, TrainError> {
-    let cfg = ctx.cfg;
-    reseed(cfg.seed, Stream::Validation, stage, epoch as u64, 0);
-    let outputs = if stage == 1 {
-        Outputs::Samples(cfg.validation.samples)
-    } else {
-        Outputs::Personalised {
-            bank: cfg.validation.bank,
-        }
-    };
-    let opts = eval::unit_metrics::MetricOptions::default();
-    let (mut sum, mut count) = (0.0f64, 0usize);
-    for batch in ctx.val.epoch(0) {
-        let batch = batch?;
-        let (x, _) = batch.to_tensors(ctx.device);
-        let preds = BatchPredictions::new(&batch, &predict(model, &x, outputs));
-        for b in 0..batch.b {
-            let s = match preds.score(b, &opts) {
-                Ok(s) => s,
-                // A slice no rater read carries no label to validate against.
-                Err(eval::unit_metrics::ScoreError::NoRaters) => continue,
-                Err(e) => return Err(TrainError::Validation(format!("{:?}: {e}", batch.rows[b]))),
-            };
-            let v = match (stage, cfg.validation.stage2_selection) {
-                (1, _) => s.dice_match,
-                (_, Stage2Selection::Matched) => s.dice_mean_matched,
-                (_, Stage2Selection::Identity) => s.dice_mean_identity.ok_or_else(|| {
-                    TrainError::Validation("identity Dice needs one head per rater".into())
-                })?,
-            };
-            sum += v;
-            count += 1;
-        }
-    }
-    if count == 0 {
-        return Err(TrainError::Validation(
-            "no validation slice has a present rater".into(),
-        ));
-    }
-    Ok(sum / count as f64)
 }
 
 /// The loss term to blame for a non-finite step: the first non-finite component (`rec`,

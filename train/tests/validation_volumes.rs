@@ -1,0 +1,126 @@
+//! Per-epoch validation scores the units `dpersona eval` scores: on a NIfTI manifest a
+//! target's slices are stacked into one volume (not averaged slice by slice). A tiny Stage I
+//! run trains on a NIfTI-kind manifest (validation runs on volumes inside training), then
+//! `validation::validate` on its best checkpoint equals the mean Dice_match of volumes
+//! stacked here by hand from the same seeded predictions, and differs from the slice mean.
+mod trainer_fixture;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use eval::unit_metrics::{score_unit, MetricOptions};
+use schemas::manifest::{Manifest, SourceKind};
+use train::checkpoint::{self, Slot};
+use train::infer::{predict, BatchPredictions, Outputs};
+use train::loader::{Dataset, Loader, LoaderConfig, Selection};
+use train::seeding::{reseed, Stream};
+use train::trainer::{build_model, train, Stages};
+use trainer_fixture::{options, small_config, write_dataset};
+
+/// The fixture's manifest and shard, copied with `source_kind = nifti`.
+fn as_nifti(manifest: &Path, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut m = Manifest::read(manifest).unwrap();
+    for s in &m.header.shards {
+        std::fs::copy(m.resolve(&s.path), dir.join(&s.path)).unwrap();
+    }
+    m.path = dir.join("manifest.parquet");
+    m.header.source_kind = SourceKind::Nifti;
+    m.write().unwrap();
+    m.path
+}
+
+#[test]
+fn nifti_validation_scores_stacked_volumes() {
+    let _rng = trainer_fixture::torch_rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let lidc = write_dataset(
+        &tmp.path().join("data"),
+        &["train", "val", "val", "val"],
+        3,
+        9,
+    );
+    let manifest = as_nifti(&lidc, &tmp.path().join("nifti"));
+    let run = tmp.path().join("run");
+    let cfg = small_config("[optim]\nepochs_stage1 = 1\nepochs_stage2 = 1\n");
+    train(&options(&manifest, &run, cfg.clone(), Stages::One)).unwrap();
+
+    let cfg = train::run_dir::RunDir::new(&run).read_config().unwrap();
+    let best = checkpoint::read_info(&run.join("stage1"), Slot::Best)
+        .unwrap()
+        .unwrap();
+    let (mut vs, model) = build_model(&cfg, tch::Device::Cpu).unwrap();
+    checkpoint::load_weights(&run.join("stage1"), &best, &mut vs).unwrap();
+    let dataset = Dataset::open(&manifest, &Selection::split("val")).unwrap();
+    assert_eq!(dataset.len(), 9);
+    let loader = Loader::new(
+        dataset,
+        LoaderConfig {
+            threads: 1,
+            ..LoaderConfig::eval(4)
+        },
+    )
+    .unwrap();
+    let got = train::validation::validate(&cfg, &model, &loader, tch::Device::Cpu, 1, 7).unwrap();
+
+    // The same seeded predictions, stacked per study here: slice_index -> (probs, raters).
+    reseed(cfg.seed, Stream::Validation, 1, 7, 0);
+    type SliceMaps = (Vec<Vec<f32>>, Vec<Vec<u8>>);
+    let mut volumes: BTreeMap<String, BTreeMap<i32, SliceMaps>> = BTreeMap::new();
+    let opts = MetricOptions::default();
+    let mut slice_scores = Vec::new();
+    for batch in loader.epoch(0) {
+        let batch = batch.unwrap();
+        let (x, _) = batch.to_tensors(tch::Device::Cpu);
+        let preds = BatchPredictions::new(
+            &batch,
+            &predict(&model, &x, Outputs::Samples(cfg.validation.samples)),
+        );
+        for b in 0..batch.b {
+            slice_scores.push(preds.score(b, &opts).unwrap().dice_match);
+            let probs = preds.probs_of(b).iter().map(|p| p.to_vec()).collect();
+            let raters = preds
+                .raters_of(b)
+                .iter()
+                .map(|r| r.unwrap().to_vec())
+                .collect();
+            volumes
+                .entry(batch.rows[b].study_id.clone())
+                .or_default()
+                .insert(batch.rows[b].slice_index, (probs, raters));
+        }
+    }
+    assert_eq!(volumes.len(), 3);
+    let mut volume_scores = Vec::new();
+    for slices in volumes.values() {
+        assert_eq!(slices.len(), 3);
+        let n = slices.values().next().unwrap().0.len();
+        let probs: Vec<Vec<f32>> = (0..n)
+            .map(|j| slices.values().flat_map(|s| s.0[j].clone()).collect())
+            .collect();
+        let raters: Vec<Vec<u8>> = (0..4)
+            .map(|k| slices.values().flat_map(|s| s.1[k].clone()).collect())
+            .collect();
+        let s = score_unit(
+            &raters
+                .iter()
+                .map(|m| Some(m.as_slice()))
+                .collect::<Vec<_>>(),
+            &probs.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            &opts,
+        )
+        .unwrap();
+        volume_scores.push(s.dice_match);
+    }
+    let want = volume_scores.iter().sum::<f64>() / volume_scores.len() as f64;
+    let slice_mean = slice_scores.iter().sum::<f64>() / slice_scores.len() as f64;
+    println!("validation {got}, volumes {want}, slices {slice_mean}");
+    assert!(
+        (got - want).abs() < 1e-12,
+        "validate {got} vs volumes {want}"
+    );
+    assert!(
+        (got - slice_mean).abs() > 1e-6,
+        "volume and slice means coincide ({got}); the test cannot tell them apart"
+    );
+}
