@@ -202,7 +202,9 @@ pub struct EvalArgs {
     /// Stage(s) to evaluate. Default: every stage with a best checkpoint.
     #[arg(long, value_enum)]
     pub stage: Option<StageArg>,
-    /// Also write the predictions (PNG) under DIR/stage1_n<N>/ and DIR/stage2_bank<M>/.
+    /// Also write the predictions under DIR/stage1_n<N>/ and DIR/stage2_bank<M>/ (a baseline:
+    /// DIR/<method>/): PNG per slice for slice units, float32 NIfTI per target for volume
+    /// units; `--predictions` scores that layout.
     #[arg(long)]
     pub save_predictions: Option<PathBuf>,
     /// Score a predictions folder (from --save-predictions or any tool) instead of a run;
