@@ -130,15 +130,19 @@ pub struct TrainArgs {
     /// Stage(s) to train: 1, 2 (needs stage 1's best checkpoint in the run) or both.
     #[arg(long, value_enum, default_value = "both")]
     pub stage: StageArg,
+    /// Where to train: auto (CUDA if available, else CPU), cpu or cuda.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
     /// libtorch intra-op threads (default: libtorch's choice). 1 makes CPU runs bit-reproducible.
+    /// The loader's worker threads are set by `[loader] threads` in --config.
     #[arg(long)]
     pub threads: Option<i32>,
     /// Seed of every random draw (overrides the preset's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Continue the run in --out after its last completed epoch (uses the run's config.toml).
+    /// Works after any interruption, kill -9 included: the interrupted epoch is redone from
+    /// its start, and the result equals an uninterrupted run's.
     #[arg(long)]
     pub resume: bool,
     /// ImageNet ResNet-34 weights (torchvision names, safetensors) for the backbone.
@@ -211,12 +215,13 @@ pub struct EvalArgs {
     /// needs --manifest.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// Where to run inference: auto (CUDA if available, else CPU), cpu or cuda.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
     /// Slices per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// libtorch intra-op threads.
+    /// libtorch intra-op threads (default: libtorch's choice).
     #[arg(long)]
     pub threads: Option<i32>,
 }
