@@ -54,7 +54,7 @@ pub enum MethodArg {
     Dpersona,
     /// Probabilistic U-Net; evaluated on its prior samples.
     ProbUnet,
-    /// One U-Net on one rater's masks (--rater K).
+    /// One U-Net per rater on that rater's masks (all raters, or --rater K for one).
     UnetRater,
     /// U-Net on the majority vote (--mv RULE).
     Mv,
