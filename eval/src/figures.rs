@@ -76,6 +76,14 @@ fn load(s: &SavedSlice) -> Result<LoadedSlice, FigureError> {
 
 /// Picks up to `max` slices, preferring those where raters drew the most (most to see).
 fn pick(dir: &Path, max: usize) -> Result<Vec<LoadedSlice>, FigureError> {
+    let header = crate::predictions::read_header(dir).ok();
+    if header.is_some_and(|h| h.files == crate::predictions::PredictionFiles::Nifti) {
+        return Err(FigureError::Empty(format!(
+            "{}: holds NIfTI volumes; figures are drawn from PNG slice folders (open the \
+             volumes in a NIfTI viewer, or save with `dpersona eval --unit slice`)",
+            dir.display()
+        )));
+    }
     let slices = list_slices(dir)?;
     if slices.is_empty() {
         return Err(FigureError::Empty(format!(

@@ -2,7 +2,8 @@
 //! target's slices are stacked into one volume (not averaged slice by slice). A tiny Stage I
 //! run trains on a NIfTI-kind manifest (validation runs on volumes inside training), then
 //! `validation::validate` on its best checkpoint equals the mean Dice_match of volumes
-//! stacked here by hand from the same seeded predictions, and differs from the slice mean.
+//! stacked here by hand from the same seeded predictions, and differs from the slice mean;
+//! `evaluate` on the run saves NIfTI volumes that score back to its own rows.
 mod trainer_fixture;
 
 use std::collections::BTreeMap;
@@ -123,4 +124,47 @@ fn nifti_validation_scores_stacked_volumes() {
         (got - slice_mean).abs() > 1e-6,
         "volume and slice means coincide ({got}); the test cannot tell them apart"
     );
+
+    // `dpersona eval` on the same run scores volumes too, saves them as NIfTI, and the saved
+    // folder scored back gives the same rows (float32 probabilities are kept exactly).
+    let out = tmp.path().join("results.parquet");
+    let preds = tmp.path().join("preds");
+    let summary = train::evaluate::evaluate(&train::evaluate::EvalOptions {
+        run: run.clone(),
+        manifest: None,
+        out: out.clone(),
+        split: "val".into(),
+        fold: None,
+        samples: vec![3],
+        bank: 4,
+        unit: None,
+        stages: vec![1],
+        ged_empty_pair: 1.0,
+        seed: 1,
+        save_predictions: Some(preds.clone()),
+        device: tch::Device::Cpu,
+        batch_size: 4,
+    })
+    .unwrap();
+    assert_eq!(summary.lines[0].units, 3);
+    let folder = preds.join("stage1_n3");
+    assert!(folder.join("S01/t1/pred_03.nii.gz").exists());
+    assert!(!folder.join("S01/t1/slice_0000").exists());
+    let (rows, conv) = eval::results_frame::read_results(&out).unwrap();
+    assert_eq!(conv.unit, eval::metric_rows::UnitKind::Volume);
+    let scored = eval::predictions::score_predictions_dir(
+        &folder,
+        &Manifest::read(&manifest).unwrap(),
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(scored.units_scored, 3);
+    assert_eq!(scored.rows.len(), rows.len());
+    for r in &scored.rows {
+        let e = rows
+            .iter()
+            .find(|e| e.study_id == r.study_id && e.metric == r.metric)
+            .unwrap_or_else(|| panic!("{} {}", r.study_id, r.metric));
+        assert_eq!(e.value, r.value, "{} {}", r.study_id, r.metric);
+    }
 }
