@@ -74,13 +74,16 @@ impl DPersona {
         let mut head_widths = cfg.head_filters.clone();
         head_widths.push(cfg.latent_dim);
         let hp = p / HEADS_PREFIX;
+        // Built in the order backbone, prior, posterior, Fcomb, heads: the initialisation
+        // draws (and so a seeded run's weights) do not depend on how the parts are grouped.
+        let backbone = Backbone::new(&(p / "backbone"), cfg);
         let LatentParts {
             prior,
             posterior,
             fcomb,
         } = LatentParts::new(p, cfg, cfg.raters);
         Self {
-            backbone: Backbone::new(&(p / "backbone"), cfg),
+            backbone,
             prior,
             posterior,
             fcomb,
