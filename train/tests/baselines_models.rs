@@ -304,3 +304,43 @@ fn tab_low_rank_samples_have_the_covariance() {
         }
     }
 }
+
+/// The Prob. U-Net is built from D-Persona's parts in D-Persona's order: with one seed, its
+/// backbone and prior start with D-Persona's weights (the posterior differs: it reads one
+/// mask channel instead of R), and the backbone draws come first in both.
+#[test]
+fn prob_unet_shares_dpersona_parts_and_init_order() {
+    let cfg = ModelConfig::small(1);
+    let build = |f: &dyn Fn(&nn::Path)| {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        f(&vs.root());
+        vs
+    };
+    let dp = build(&|p| {
+        train::models::DPersona::new(p, &cfg);
+    });
+    let pu = build(&|p| {
+        BaselineModel::new(p, &cfg, &BaselineSpec::ProbUnet(ProbUnetOptions::default()));
+    });
+    let bb = build(&|p| {
+        train::models::backbone::Backbone::new(&(p / "backbone"), &cfg);
+    });
+    let (dp, pu, bb) = (dp.variables(), pu.variables(), bb.variables());
+    let mut compared = 0;
+    for (name, t) in &pu {
+        let shared = name.starts_with("backbone.") || name.starts_with("prior.");
+        if shared {
+            assert!(t.equal(&dp[name]), "{name}: differs from D-Persona's");
+            compared += 1;
+        }
+        if name.starts_with("backbone.") {
+            assert!(t.equal(&bb[name]), "{name}: not the first draws");
+        }
+        if name.starts_with("posterior.") && name.ends_with("layers.0.weight") {
+            assert_eq!(t.size()[1], cfg.in_channels + 1, "{name}");
+            assert_eq!(dp[name].size()[1], cfg.in_channels + cfg.raters, "{name}");
+        }
+    }
+    assert!(compared > 10, "compared {compared} variables");
+}
