@@ -1,6 +1,7 @@
-"""Reference timing for bench/bench_metrics.sh: the metrics of method.md §5 in numpy the
-way the authors' evaluation computes them (boolean [N, N, P] broadcast arrays for the
-pairwise IoUs of GED, a Python loop for the Dice matrix, scipy's linear_sum_assignment).
+"""Reference timing for bench/bench_metrics.sh: the metrics of method.md §5 in EFFICIENT
+numpy (boolean [N, N, P] broadcast arrays for the pairwise IoUs of GED, a Python loop of
+numpy Dice calls for the Dice matrix, scipy's linear_sum_assignment). The authors' own,
+slower way (torch tensors, one-hot [n, m, P, 2] arrays) is bench/metrics_authors_reference.py.
 
 Usage: metrics_reference.py UNITS N R SIZE   -> prints "seconds_per_unit=<s>"
 """
