@@ -1,6 +1,5 @@
 //! results.parquet accumulation (replace by evaluation key, conventions check), the summary
 //! checked by polars, and the report table built from the frame.
-mod python;
 
 use std::collections::HashMap;
 
@@ -115,7 +114,7 @@ fn results_accumulate_and_summary_matches_polars_and_report() {
     assert_eq!(read_results(&path).unwrap().0.len(), rows.len());
 
     // polars recomputes the summary.
-    let out = python::run_py(
+    let out = testkit::run_py(
         "results_polars_check.py",
         &[
             path.to_str().unwrap(),

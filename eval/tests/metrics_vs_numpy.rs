@@ -1,7 +1,6 @@
 //! Every metric against an independent numpy/scipy implementation (tests/py/metrics_reference.py)
 //! on random cases: empty raters, all-empty units, ties, N = 1, N = 50, N < R, missing
 //! raters, 3D volumes, both GED empty-pair conventions.
-mod python;
 
 use std::collections::BTreeMap;
 
@@ -12,7 +11,7 @@ use serde_json::{json, Value};
 fn metrics_equal_numpy_reference() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    python::run_py("metrics_reference.py", &["gen", d]);
+    testkit::run_py("metrics_reference.py", &["gen", d]);
     let cases: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("cases.json")).unwrap())
             .unwrap();
@@ -67,7 +66,7 @@ fn metrics_equal_numpy_reference() {
         serde_json::to_string(&out).unwrap(),
     )
     .unwrap();
-    let report = python::run_py("metrics_reference.py", &["check", d]);
+    let report = testkit::run_py("metrics_reference.py", &["check", d]);
     assert!(
         report.contains(&format!("{} cases compared", cases.len())),
         "{report}"

@@ -2,7 +2,6 @@
 //! nibabel with the same values, dtype, shape and affine; a layout written by nibabel is
 //! scored by score_predictions_dir to the numpy reference's metrics (1e-9); bad volumes
 //! (0/255 values, wrong depth) are refused naming the file.
-mod python;
 
 use std::path::Path;
 
@@ -242,7 +241,7 @@ fn written_volumes_read_back_by_nibabel() {
     )
     .unwrap();
     std::fs::write(dir.path().join("expected.bin"), &blob).unwrap();
-    let out = python::run_py(
+    let out = testkit::run_py(
         "prediction_volumes_nibabel.py",
         &["check-written", dir.path().to_str().unwrap()],
     );
@@ -279,7 +278,7 @@ fn nibabel_layout_is_scored_like_numpy() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(dir.path(), &all_slices());
     let shard = dir.path().join("shard-0.parquet");
-    python::run_py(
+    testkit::run_py(
         "prediction_volumes_nibabel.py",
         &[
             "write-layout",

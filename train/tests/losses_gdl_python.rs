@@ -5,17 +5,7 @@ use std::process::Command;
 use tch::{Device, Kind, Tensor};
 use train::losses::generalized_dice_loss;
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
-    );
-    venv
-}
+use testkit::python;
 
 #[test]
 fn gdl_matches_python_reference() {

@@ -6,17 +6,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use train::models::{load_backbone_weights, DPersona, ModelConfig, WeightsError};
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
-    );
-    venv
-}
+use testkit::python;
 
 fn run_py(args: &[&std::ffi::OsStr]) {
     let script =

@@ -7,17 +7,7 @@ use tch::{Kind, Tensor};
 use train::optim::{Adam, AdamParams};
 use train::schedule::cosine_lr;
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "no Python: set DPERSONA_PYTHON or run `make setup` to create .venv"
-    );
-    p
-}
+use testkit::python;
 
 fn values(n: usize, a: f64, b: f64) -> Vec<f32> {
     (0..n)

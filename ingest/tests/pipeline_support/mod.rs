@@ -219,9 +219,7 @@ impl SourceFormat for TextFormat {
 }
 
 // The workspace root and its Python come from the one shared test module.
-#[path = "../python_support/mod.rs"]
-mod python_support;
-pub use python_support::{python, workspace_root};
+pub use testkit::{python, workspace_root};
 
 /// Runs tests/py/shards_polars_check.py (polars + pyarrow, no dpersona code) on an ingest
 /// output folder expecting `studies` studies; panics with its output unless it passes, and

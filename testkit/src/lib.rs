@@ -1,0 +1,70 @@
+//! What every crate's integration tests need to reach the independent references: the
+//! workspace root (where `tests/py/` lives) and the Python in `.venv` that holds numpy,
+//! scipy, pydicom, nibabel, pylidc, polars and SimpleITK.
+//!
+//! A dev-dependency only: no library code depends on it, and it depends on nothing, so it
+//! costs nothing to build. One copy here replaces the locator each test crate once carried.
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root: this crate sits one level below it.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit/ has a parent")
+        .to_path_buf()
+}
+
+/// `$DPERSONA_PYTHON` (set by the Makefile and `scripts/env.sh`), else the workspace's
+/// `.venv/bin/python`, which `make test` always creates; panics with what to do if neither
+/// exists, because a cross-check that silently skips would prove nothing.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("DPERSONA_PYTHON") {
+        if Path::new(&p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    let venv = workspace_root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python for the cross-checks: set DPERSONA_PYTHON or run `make setup` to create {}",
+        venv.display()
+    );
+    venv
+}
+
+/// Runs `tests/py/<script> ARGS` under [`python`]; prints and returns whether it exited 0
+/// and its stdout followed by its stderr, for the caller's own assertions.
+pub fn run_script<S: AsRef<OsStr>>(script: &str, args: &[S]) -> (bool, String) {
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/py").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {} for {script}: {e}", python().display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    (out.status.success(), text)
+}
+
+/// Runs `tests/py/<script> ARGS` and panics with its output unless it exits 0; returns
+/// its stdout (the scripts print the values they compared).
+pub fn run_py<S: AsRef<OsStr>>(script: &str, args: &[S]) -> String {
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/py").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {} for {script}: {e}", python().display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{stdout}");
+    stdout
+}
