@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 use crate::baselines::fusion::RandomRater;
 use crate::baselines::{BaselineBatch, BaselineModel, BaselineSpec};
 use crate::checkpoint::{self, CheckpointInfo, Slot};
-use crate::infer::BatchPredictions;
+use crate::epoch_end::{log_row, BestSoFar, EpochEnd};
 use crate::loader::Loader;
 use crate::optim::{Adam, AdamParams};
 use crate::run_dir::RunDir;
@@ -102,7 +102,7 @@ pub fn run_baseline(
         .map(|g| Adam::new(Adam::select(&vs, &[g.prefix], &[]), params, g.lr))
         .collect();
 
-    let (start_epoch, mut step, mut best_metric, mut best_epoch, mut skipped) =
+    let (start_epoch, mut step, best_metric, best_epoch, mut skipped) =
         match checkpoint::read_info(&dir, Slot::Last)? {
             Some(info) => {
                 if info.config_hash != cfg.hash() {
@@ -133,9 +133,13 @@ pub fn run_baseline(
             }
             None => (0, 0, f64::NEG_INFINITY, 0, 0),
         };
-    let mut best_info = checkpoint::read_info(&dir, Slot::Best)?;
+    let mut best = BestSoFar {
+        metric: best_metric,
+        epoch: best_epoch,
+        info: checkpoint::read_info(&dir, Slot::Best)?,
+    };
     if start_epoch >= epochs {
-        return best_info.map(Some).ok_or_else(|| TrainError::Resume {
+        return best.info.map(Some).ok_or_else(|| TrainError::Resume {
             run: ctx.run.root.clone(),
             reason: "the baseline is trained but has no best checkpoint".into(),
         });
@@ -177,7 +181,7 @@ pub fn run_baseline(
             if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
                 consecutive += 1;
                 skipped += 1;
-                log.push(row(
+                log.push(log_row(
                     stage,
                     epoch,
                     step,
@@ -209,7 +213,7 @@ pub fn run_baseline(
                     a.step();
                 }
                 for (name, v) in &values {
-                    log.push(row(stage, epoch, step, "train", name, *v, lr, elapsed));
+                    log.push(log_row(stage, epoch, step, "train", name, *v, lr, elapsed));
                 }
                 sum_total += values[0].1;
                 n_steps += 1;
@@ -219,49 +223,30 @@ pub fn run_baseline(
 
         let metric = validate(ctx, &model, epoch)?;
         let elapsed = started.elapsed().as_secs_f64();
-        log.push(row(
+        let end = EpochEnd {
             stage,
             epoch,
             step,
-            "val",
-            &metric_name,
+            metric_name: &metric_name,
             metric,
-            lr,
-            elapsed,
-        ));
-        let info = |best_metric: f64, best_epoch: u32| CheckpointInfo {
-            stage,
-            epoch,
-            step,
-            weights: String::new(),
-            weights_sha256: String::new(),
-            optimizer: None,
-            metric_name: metric_name.clone(),
-            metric,
-            best_metric,
-            best_epoch,
-            skipped_nonfinite: skipped,
+            skipped,
             seed: cfg.seed,
             config_hash: cfg.hash(),
             manifest_fingerprint: ctx.fingerprint.clone(),
         };
-        let improved = metric >= best_metric || best_info.is_none();
-        if improved {
-            best_metric = metric;
-            best_epoch = epoch;
-            checkpoint::save(&dir, Slot::Best, info(best_metric, best_epoch), &vs, None)?;
-            best_info = checkpoint::read_info(&dir, Slot::Best)?;
-        }
+        log.push(end.val_row(lr, elapsed));
+        let improved = end.keep_best(&dir, &vs, &mut best)?;
         log.push_line(
             stage,
             epoch,
             format!(
-                "{} | {} | total {:.4} | val {metric_name} {metric:.4}{} (best {best_metric:.4} @ epoch {}) | lr {lr:.3e} | {elapsed:.1} s{}",
+                "{} | {} | total {:.4} | val {metric_name} {metric:.4}{} (best {:.4} @ epoch {}) | lr {lr:.3e} | {elapsed:.1} s{}",
                 line_prefix(stage, epoch, epochs),
                 ctx.spec.name(),
                 sum_total / n_steps.max(1) as f64,
                 if improved { " *" } else { "" },
-                best_epoch + 1,
+                best.metric,
+                best.epoch + 1,
                 if skipped > 0 { format!(" | skipped non-finite steps: {skipped}") } else { String::new() },
             ),
         );
@@ -274,75 +259,28 @@ pub fn run_baseline(
             a.save(&path)
                 .map_err(|e| TrainError::Setup(format!("{}: {e}", path.display())))?;
         }
-        checkpoint::save(
-            &dir,
-            Slot::Last,
-            info(best_metric, best_epoch),
-            &vs,
-            Some(&adam),
-        )?;
+        checkpoint::save(&dir, Slot::Last, end.info(&best), &vs, Some(&adam))?;
         if ctx.stop_after == Some((stage, epoch)) {
             return Ok(None);
         }
     }
-    best_info
+    best.info
         .map(Some)
         .ok_or_else(|| TrainError::Setup("the baseline ran no epoch".into()))
 }
 
-/// Mean Dice_match of the method's prediction set over the validation slices.
+/// Mean Dice_match of the method's prediction set over the validation units (slices, or
+/// volumes for NIfTI manifests), by the loop D-Persona's stages use.
 fn validate(ctx: &BaselineStage<'_>, model: &BaselineModel, epoch: u32) -> Result<f64, TrainError> {
-    reseed(
+    let predict_fn = |x: &Tensor| predict_set(model, x);
+    let pick = |s: &eval::unit_metrics::UnitScores| Ok(s.dice_match);
+    crate::validation::validate_with(
         ctx.cfg.seed,
-        Stream::Validation,
+        &predict_fn,
+        &pick,
+        ctx.val,
+        ctx.device,
         BASELINE_STAGE,
-        epoch as u64,
-        0,
-    );
-    let opts = eval::unit_metrics::MetricOptions::default();
-    let (mut sum, mut count) = (0.0f64, 0usize);
-    for batch in ctx.val.epoch(0) {
-        let batch = batch?;
-        let (x, _) = batch.to_tensors(ctx.device);
-        let preds = BatchPredictions::new(&batch, &predict_set(model, &x));
-        for b in 0..batch.b {
-            match preds.score(b, &opts) {
-                Ok(s) => {
-                    sum += s.dice_match;
-                    count += 1;
-                }
-                Err(eval::unit_metrics::ScoreError::NoRaters) => continue,
-                Err(e) => return Err(TrainError::Validation(format!("{:?}: {e}", batch.rows[b]))),
-            }
-        }
-    }
-    if count == 0 {
-        return Err(TrainError::Validation(
-            "no validation slice has a present rater".into(),
-        ));
-    }
-    Ok(sum / count as f64)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn row(
-    stage: u8,
-    epoch: u32,
-    step: u64,
-    kind: &str,
-    name: &str,
-    value: f64,
-    lr: f64,
-    elapsed_s: f64,
-) -> schemas::train_log::TrainLogRecord {
-    schemas::train_log::TrainLogRecord {
-        stage,
         epoch,
-        step,
-        kind: kind.into(),
-        name: name.into(),
-        value,
-        lr,
-        elapsed_s,
-    }
+    )
 }

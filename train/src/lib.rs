@@ -12,6 +12,7 @@
 //! - [`checkpoint`]: crash-safe safetensors checkpoints with JSON sidecars.
 //! - [`run_dir`]: the run folder layout and the `runs/latest` pointer.
 //! - [`train_log`]: `train_log.parquet` and the readable `train.log`.
+//! - [`epoch_end`]: epoch-end bookkeeping every loop shares (val row, best, sidecar).
 //! - [`trainer`]: Stage I and Stage II loops with validation, best/last checkpoints, resume.
 //! - [`infer`]: probability maps from a trained model, scored with eval's metric code.
 //! - [`validation`]: per-epoch validation on the units eval scores (slices or volumes).
@@ -24,6 +25,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod epoch_end;
 pub mod evaluate;
 pub mod infer;
 pub mod loader;

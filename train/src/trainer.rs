@@ -13,12 +13,12 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use schemas::manifest::Manifest;
-use schemas::train_log::TrainLogRecord;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointInfo, Slot};
 use crate::config::{BnMode, RaterDraw, SelectOn, Stage2Selection, TrainConfig};
+use crate::epoch_end::{log_row, BestSoFar, EpochEnd};
 use crate::loader::{Dataset, FoldRole, Loader, LoaderConfig, LoaderError, Selection};
 use crate::losses::{stage1_losses, stage2_loss};
 use crate::models::DPersona;
@@ -398,9 +398,13 @@ fn run_stage(
             }
         }
     };
-    let mut best_info = checkpoint::read_info(&dir, Slot::Best)?;
+    let mut best = BestSoFar {
+        metric: start.best_metric,
+        epoch: start.best_epoch,
+        info: checkpoint::read_info(&dir, Slot::Best)?,
+    };
     if start.epoch >= epochs {
-        return best_info.map(Some).ok_or_else(|| TrainError::Resume {
+        return best.info.map(Some).ok_or_else(|| TrainError::Resume {
             run: ctx.run.root.clone(),
             reason: format!("stage {stage} is complete but has no best checkpoint"),
         });
@@ -427,8 +431,6 @@ fn run_stage(
     let metric_name = metric_name(stage, cfg.validation.stage2_selection);
     let started = Instant::now();
     let mut step = start.step;
-    let mut best_metric = start.best_metric;
-    let mut best_epoch = start.best_epoch;
     let mut skipped = start.skipped;
     let mut consecutive = 0u32;
     for epoch in start.epoch..epochs {
@@ -489,7 +491,7 @@ fn run_stage(
             if let Some((term, value)) = first_nonfinite(&values) {
                 consecutive += 1;
                 skipped += 1;
-                log.push(row(
+                log.push(log_row(
                     stage,
                     epoch,
                     step,
@@ -516,7 +518,7 @@ fn run_stage(
                 terms[0].1.backward();
                 adam.step();
                 for (name, v) in &values {
-                    log.push(row(stage, epoch, step, "train", name, *v, lr, elapsed));
+                    log.push(log_row(stage, epoch, step, "train", name, *v, lr, elapsed));
                 }
                 sums.add(&values);
             }
@@ -528,59 +530,34 @@ fn run_stage(
         let metric =
             crate::validation::validate(ctx.cfg, &model, ctx.val, ctx.device, stage, epoch)?;
         let elapsed = started.elapsed().as_secs_f64();
-        log.push(row(
+        let end = EpochEnd {
             stage,
             epoch,
             step,
-            "val",
-            &metric_name,
+            metric_name: &metric_name,
             metric,
-            lr,
-            elapsed,
-        ));
-        let info = |best_metric: f64, best_epoch: u32| CheckpointInfo {
-            stage,
-            epoch,
-            step,
-            weights: String::new(),
-            weights_sha256: String::new(),
-            optimizer: None,
-            metric_name: metric_name.clone(),
-            metric,
-            best_metric,
-            best_epoch,
-            skipped_nonfinite: skipped,
+            skipped,
             seed: cfg.seed,
             config_hash: cfg.hash(),
             manifest_fingerprint: ctx.fingerprint.clone(),
         };
-        let improved = metric >= best_metric || best_info.is_none();
-        if improved {
-            best_metric = metric;
-            best_epoch = epoch;
-            checkpoint::save(&dir, Slot::Best, info(best_metric, best_epoch), &vs, None)?;
-            best_info = checkpoint::read_info(&dir, Slot::Best)?;
-        }
+        log.push(end.val_row(lr, elapsed));
+        let improved = end.keep_best(&dir, &vs, &mut best)?;
         log.push_line(
             stage,
             epoch,
             format!(
-                "{} | {} | val {metric_name} {metric:.4}{} (best {best_metric:.4} @ epoch {}) | lr {lr:.3e} | {elapsed:.1} s{}",
+                "{} | {} | val {metric_name} {metric:.4}{} (best {:.4} @ epoch {}) | lr {lr:.3e} | {elapsed:.1} s{}",
                 line_prefix(stage, epoch, epochs),
                 sums.long(),
                 if improved { " *" } else { "" },
-                best_epoch + 1,
+                best.metric,
+                best.epoch + 1,
                 if skipped > 0 { format!(" | skipped non-finite steps: {skipped}") } else { String::new() },
             ),
         );
         log.flush()?;
-        checkpoint::save(
-            &dir,
-            Slot::Last,
-            info(best_metric, best_epoch),
-            &vs,
-            Some(&adam),
-        )?;
+        checkpoint::save(&dir, Slot::Last, end.info(&best), &vs, Some(&adam))?;
         if let Some(line) = log.last_line() {
             bar.println(line);
         }
@@ -590,7 +567,7 @@ fn run_stage(
         }
     }
     bar.finish_and_clear();
-    best_info
+    best.info
         .map(Some)
         .ok_or_else(|| TrainError::Setup(format!("stage {stage} ran no epoch")))
 }
@@ -621,29 +598,6 @@ fn first_nonfinite<'a>(values: &'a [(&'static str, f64)]) -> Option<&'a (&'stati
 fn zero_all_grads(vs: &VarStore) {
     for mut t in vs.trainable_variables() {
         t.zero_grad();
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn row(
-    stage: u8,
-    epoch: u32,
-    step: u64,
-    kind: &str,
-    name: &str,
-    value: f64,
-    lr: f64,
-    elapsed_s: f64,
-) -> TrainLogRecord {
-    TrainLogRecord {
-        stage,
-        epoch,
-        step,
-        kind: kind.into(),
-        name: name.into(),
-        value,
-        lr,
-        elapsed_s,
     }
 }
 
