@@ -464,10 +464,12 @@ fn run_train_all_raters(
             );
         }
     }
+    let pointer = latest_pointer_for(root);
+    RunDir::new(root).mark_latest(&pointer)?;
     println!(
-        "run: {} (one U-Net per rater in rater_K/; score them together with `dpersona eval --run {}`)",
+        "run: {} (one U-Net per rater in rater_K/, scored together by `dpersona eval`; recorded as the latest run in {})",
         root.display(),
-        root.display()
+        pointer.display()
     );
     Ok(())
 }

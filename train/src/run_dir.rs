@@ -144,11 +144,12 @@ impl RunDir {
             ),
         })?;
         let run = Self::new(text.trim());
-        if !run.exists() {
+        // A run folder, or a folder of per-rater runs (`unet-rater` for all raters).
+        if !run.exists() && !Self::new(run.root.join("rater_0")).exists() {
             return Err(RunDirError::Bad {
                 path: pointer.to_path_buf(),
                 reason: format!(
-                    "points at {}, which holds no config.toml",
+                    "points at {}, which holds no config.toml (nor rater_0/config.toml)",
                     run.root.display()
                 ),
             });

@@ -226,6 +226,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         studies.sort();
         let fused = crate::baselines::fusion::fused_labels(&manifest, &studies, &fusion)
             .map_err(|e| TrainError::Setup(format!("{} labels: {e}", fusion.name())))?;
+        if opts.progress {
+            // Fusion (STAPLE above all) is the costly step a rerun should not repeat: say
+            // which happened.
+            eprintln!(
+                "{} labels: {} {} ({} slices)",
+                fusion.name(),
+                if fused.reused {
+                    "reused the cache"
+                } else {
+                    "computed and cached in"
+                },
+                fused.path.display(),
+                fused.rows.len()
+            );
+        }
         train_ds = train_ds.with_targets(|id| fused.get(id))?;
     }
     let val_ds = Dataset::from_manifest(manifest.clone(), &val_sel)?;

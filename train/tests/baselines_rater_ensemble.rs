@@ -99,6 +99,12 @@ fn all_raters_train_into_one_folder_and_evaluate_as_one_method() {
             .is_some());
         assert!(member.root.join("train_log.parquet").exists());
     }
+    // The folder of all raters is the latest run, so `dpersona eval` finds it unnamed.
+    let latest = RunDir::from_latest(&root.parent().unwrap().join("latest")).unwrap();
+    assert_eq!(
+        std::path::absolute(&latest.root).unwrap(),
+        std::path::absolute(&root).unwrap()
+    );
     // `--rater all` on a finished folder resumes every member: nothing left to do.
     let args = TrainCmd::try_parse_from([
         "train",
