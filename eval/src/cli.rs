@@ -17,8 +17,9 @@ pub struct ReportArgs {
     /// Print a Markdown table instead of aligned plain text.
     #[arg(long)]
     pub markdown: bool,
-    /// Folder for PNG figures: samples.png and personalised.png from each --predictions
-    /// folder (suffixed _2, _3, ... for later ones), curves_<run>.png for each --run.
+    /// Folder for PNG figures: samples_<folder>.png (and personalised_<folder>.png when the
+    /// folder holds one prediction per rater) for each --predictions folder, curves_<run>.png
+    /// for each --run.
     #[arg(long, value_name = "DIR")]
     pub figures: Option<PathBuf>,
     /// Run folder(s) whose train_log.parquet is plotted as training curves (needs --figures).
@@ -62,11 +63,13 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(fig_dir).with_context(|| format!("creating {}", fig_dir.display()))?;
     for (i, dir) in args.predictions.iter().enumerate() {
-        let suffix = if i == 0 {
-            String::new()
-        } else {
-            format!("_{}", i + 1)
-        };
+        // Named after the folder (`samples_stage1_n10.png`), as curves are after the run, so
+        // that several folders drawn at once say which is which.
+        let name = dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("predictions{}", i + 1));
+        let suffix = format!("_{name}");
         let out = fig_dir.join(format!("samples{suffix}.png"));
         let (w, h) = samples_figure(dir, &out, args.figure_slices)
             .with_context(|| format!("drawing {}", dir.display()))?;

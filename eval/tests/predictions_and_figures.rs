@@ -357,8 +357,12 @@ fn predictions_round_trip_score_and_draw() {
     })
     .unwrap();
     for (name, w, h) in [
-        ("samples.png", 8 + 3 * (48 + 8), 20 + 3 * (48 + 28) + 8),
-        ("personalised.png", 8 + 4 * 56, 20 + 3 * 76 + 8),
+        (
+            "samples_preds.png",
+            8 + 3 * (48 + 8),
+            20 + 3 * (48 + 28) + 8,
+        ),
+        ("personalised_preds.png", 8 + 4 * 56, 20 + 3 * 76 + 8),
         ("curves_run_a.png", 3 * 300 + 16, 170 + 28),
     ] {
         let img = eval::raster::read_grey_png(&figs.join(name));
@@ -375,7 +379,11 @@ fn predictions_round_trip_score_and_draw() {
         );
     }
     if let Ok(keep) = std::env::var("EVAL_KEEP_FIGURES") {
-        for f in ["samples.png", "personalised.png", "curves_run_a.png"] {
+        for f in [
+            "samples_preds.png",
+            "personalised_preds.png",
+            "curves_run_a.png",
+        ] {
             std::fs::copy(figs.join(f), Path::new(&keep).join(f)).unwrap();
         }
     }
