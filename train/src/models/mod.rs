@@ -27,6 +27,7 @@ pub use weights::{load_backbone_weights, WeightsError};
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
+use tch::Tensor;
 
 /// Which feature extractor produces the `[B, F, H, W]` map that Fcomb and the heads read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,4 +214,14 @@ pub fn count_parameters(vs: &VarStore, prefix: &str) -> i64 {
         .filter(|(name, t)| under_prefix(name, prefix) && t.requires_grad())
         .map(|(_, t)| t.numel() as i64)
         .sum()
+}
+
+/// ReLU in place on a tensor the caller owns, as torchvision's and
+/// segmentation_models_pytorch's `ReLU(inplace=True)`: the values and gradients are the same
+/// (the ops before it, BatchNorm, conv and add, do not keep their output for backward), but
+/// no second activation-sized buffer is allocated, page-faulted and zeroed per layer, which
+/// is what made our CPU step slower than PyTorch's on the same libtorch.
+pub(crate) fn relu_owned(mut t: Tensor) -> Tensor {
+    let _ = t.relu_();
+    t
 }

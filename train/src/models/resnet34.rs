@@ -3,6 +3,7 @@
 //! Variable names are torchvision's (`conv1`, `bn1`, `layer{1..4}.{i}.conv{1,2}`,
 //! `.bn{1,2}`, `.downsample.{0,1}`) so ImageNet weights load by name.
 use super::init::{batch_norm2d, conv2d, BiasInit, ConvShape, WeightInit};
+use super::relu_owned;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -54,13 +55,14 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let h = xs.apply(&self.conv1).apply_t(&self.bn1, train).relu();
-        let h = h.apply(&self.conv2).apply_t(&self.bn2, train);
-        let shortcut = match &self.downsample {
-            Some((conv, bn)) => xs.apply(conv).apply_t(bn, train),
-            None => xs.shallow_clone(),
+        let h = relu_owned(xs.apply(&self.conv1).apply_t(&self.bn1, train));
+        let mut h = h.apply(&self.conv2).apply_t(&self.bn2, train);
+        // `out += identity; relu(out)` in place, as torchvision's BasicBlock.
+        match &self.downsample {
+            Some((conv, bn)) => h += xs.apply(conv).apply_t(bn, train),
+            None => h += xs,
         };
-        (h + shortcut).relu()
+        relu_owned(h)
     }
 }
 
@@ -113,7 +115,7 @@ impl ResNet34Encoder {
 
     /// `[B, C_in, H, W]` → `[f1, .., f5]`: 64@H/2, 64@H/4, 128@H/8, 256@H/16, 512@H/32.
     pub fn forward_features(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
-        let f1 = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
+        let f1 = relu_owned(x.apply(&self.conv1).apply_t(&self.bn1, train));
         let mut h = f1.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         let mut feats = vec![f1];
         for blocks in &self.layers {

@@ -3,6 +3,7 @@
 //! Each block: nearest ×2 upsample → concat skip (if any) → (3×3 conv no bias → BN → ReLU)×2.
 //! Variable names mirror smp: `blocks.{i}.conv1.0.weight` (conv), `blocks.{i}.conv1.1.*` (BN).
 use super::init::{batch_norm2d, conv2d, BiasInit, ConvShape, WeightInit};
+use super::relu_owned;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -32,7 +33,7 @@ impl Conv2dReLU {
 
 impl ModuleT for Conv2dReLU {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.apply(&self.conv).apply_t(&self.bn, train).relu()
+        relu_owned(xs.apply(&self.conv).apply_t(&self.bn, train))
     }
 }
 
