@@ -14,6 +14,7 @@ use crate::baselines::{BaselineBatch, BaselineModel, BaselineSpec};
 use crate::checkpoint::{self, CheckpointInfo, Slot};
 use crate::epoch_end::{log_row, BestSoFar, EpochEnd};
 use crate::loader::Loader;
+use crate::nan_policy::NanGuard;
 use crate::optim::{Adam, AdamParams};
 use crate::run_dir::RunDir;
 use crate::schedule::cosine_lr;
@@ -102,7 +103,7 @@ pub fn run_baseline(
         .map(|g| Adam::new(Adam::select(&vs, &[g.prefix], &[]), params, g.lr))
         .collect();
 
-    let (start_epoch, mut step, best_metric, best_epoch, mut skipped) =
+    let (start_epoch, mut step, best_metric, best_epoch, skipped) =
         match checkpoint::read_info(&dir, Slot::Last)? {
             Some(info) => {
                 if info.config_hash != cfg.hash() {
@@ -147,7 +148,7 @@ pub fn run_baseline(
     log.truncate_after(stage, start_epoch.checked_sub(1));
     let metric_name = eval::metric_rows::names::DICE_MATCH.to_string();
     let started = Instant::now();
-    let mut consecutive = 0u32;
+    let mut nan = NanGuard::new(skipped, cfg.nan.max_consecutive);
     for epoch in start_epoch..epochs {
         let lr = cosine_lr(cfg.optim.lr, epoch, epochs);
         adam.set_lr(lr);
@@ -178,32 +179,7 @@ pub fn run_baseline(
                 continue;
             };
             let values = terms.values();
-            if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
-                consecutive += 1;
-                skipped += 1;
-                log.push(log_row(
-                    stage,
-                    epoch,
-                    step,
-                    "event",
-                    "skipped_nonfinite",
-                    1.0,
-                    lr,
-                    elapsed,
-                ));
-                if consecutive >= cfg.nan.max_consecutive {
-                    return Err(TrainError::NonFinite {
-                        stage,
-                        epoch,
-                        step,
-                        term: term.to_string(),
-                        value: *value,
-                        count: consecutive,
-                        max: cfg.nan.max_consecutive,
-                    });
-                }
-            } else {
-                consecutive = 0;
+            if nan.admit(&values, stage, epoch, step, lr, elapsed, log)? {
                 for mut v in vs.trainable_variables() {
                     v.zero_grad();
                 }
@@ -229,7 +205,7 @@ pub fn run_baseline(
             step,
             metric_name: &metric_name,
             metric,
-            skipped,
+            skipped: nan.skipped,
             seed: cfg.seed,
             config_hash: cfg.hash(),
             manifest_fingerprint: ctx.fingerprint.clone(),
@@ -247,7 +223,7 @@ pub fn run_baseline(
                 if improved { " *" } else { "" },
                 best.metric,
                 best.epoch + 1,
-                if skipped > 0 { format!(" | skipped non-finite steps: {skipped}") } else { String::new() },
+                if nan.skipped > 0 { format!(" | skipped non-finite steps: {}", nan.skipped) } else { String::new() },
             ),
         );
         log.flush()?;

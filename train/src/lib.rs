@@ -13,6 +13,7 @@
 //! - [`run_dir`]: the run folder layout and the `runs/latest` pointer.
 //! - [`train_log`]: `train_log.parquet` and the readable `train.log`.
 //! - [`epoch_end`]: epoch-end bookkeeping every loop shares (val row, best, sidecar).
+//! - [`nan_policy`]: non-finite steps skipped, counted, and a stop after too many in a row.
 //! - [`trainer`]: Stage I and Stage II loops with validation, best/last checkpoints, resume.
 //! - [`infer`]: probability maps from a trained model, scored with eval's metric code.
 //! - [`validation`]: per-epoch validation on the units eval scores (slices or volumes).
@@ -31,6 +32,7 @@ pub mod infer;
 pub mod loader;
 pub mod losses;
 pub mod models;
+pub mod nan_policy;
 pub mod optim;
 pub mod run_dir;
 pub mod schedule;

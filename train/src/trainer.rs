@@ -22,6 +22,7 @@ use crate::epoch_end::{log_row, BestSoFar, EpochEnd};
 use crate::loader::{Dataset, FoldRole, Loader, LoaderConfig, LoaderError, Selection};
 use crate::losses::{stage1_losses, stage2_loss};
 use crate::models::DPersona;
+use crate::nan_policy::NanGuard;
 use crate::optim::{Adam, AdamParams};
 use crate::run_dir::{RunDir, RunInfo};
 use crate::schedule::cosine_lr;
@@ -446,8 +447,7 @@ fn run_stage(
     let metric_name = metric_name(stage, cfg.validation.stage2_selection);
     let started = Instant::now();
     let mut step = start.step;
-    let mut skipped = start.skipped;
-    let mut consecutive = 0u32;
+    let mut nan = NanGuard::new(start.skipped, cfg.nan.max_consecutive);
     for epoch in start.epoch..epochs {
         let lr = cosine_lr(cfg.optim.lr, epoch, epochs);
         adam.set_lr(lr);
@@ -503,32 +503,7 @@ fn run_stage(
                 .map(|(n, t)| (*n, t.double_value(&[])))
                 .collect();
             let elapsed = started.elapsed().as_secs_f64();
-            if let Some((term, value)) = first_nonfinite(&values) {
-                consecutive += 1;
-                skipped += 1;
-                log.push(log_row(
-                    stage,
-                    epoch,
-                    step,
-                    "event",
-                    "skipped_nonfinite",
-                    1.0,
-                    lr,
-                    elapsed,
-                ));
-                if consecutive >= cfg.nan.max_consecutive {
-                    return Err(TrainError::NonFinite {
-                        stage,
-                        epoch,
-                        step,
-                        term: term.to_string(),
-                        value: *value,
-                        count: consecutive,
-                        max: cfg.nan.max_consecutive,
-                    });
-                }
-            } else {
-                consecutive = 0;
+            if nan.admit(&values, stage, epoch, step, lr, elapsed, log)? {
                 zero_all_grads(&vs);
                 terms[0].1.backward();
                 adam.step();
@@ -551,7 +526,7 @@ fn run_stage(
             step,
             metric_name: &metric_name,
             metric,
-            skipped,
+            skipped: nan.skipped,
             seed: cfg.seed,
             config_hash: cfg.hash(),
             manifest_fingerprint: ctx.fingerprint.clone(),
@@ -568,7 +543,7 @@ fn run_stage(
                 if improved { " *" } else { "" },
                 best.metric,
                 best.epoch + 1,
-                if skipped > 0 { format!(" | skipped non-finite steps: {skipped}") } else { String::new() },
+                if nan.skipped > 0 { format!(" | skipped non-finite steps: {}", nan.skipped) } else { String::new() },
             ),
         );
         log.flush()?;
@@ -594,18 +569,6 @@ pub fn metric_name(stage: u8, sel: Stage2Selection) -> String {
         (_, Stage2Selection::Matched) => eval::metric_rows::names::DICE_MEAN_MATCHED.to_string(),
         (_, Stage2Selection::Identity) => eval::metric_rows::names::DICE_MEAN_IDENTITY.to_string(),
     }
-}
-
-/// The loss term to blame for a non-finite step: the first non-finite component (`rec`,
-/// `kl`, ...) rather than `total` (listed first, and non-finite whenever any component is),
-/// so that the stop error says which term broke; `total` only when it alone is non-finite.
-fn first_nonfinite<'a>(values: &'a [(&'static str, f64)]) -> Option<&'a (&'static str, f64)> {
-    let bad = |(_, v): &&(&str, f64)| !v.is_finite();
-    values
-        .iter()
-        .skip(1)
-        .find(bad)
-        .or_else(|| values.first().filter(bad))
 }
 
 /// Clears every gradient of the store: Stage II computes (and must discard) gradients of
