@@ -44,7 +44,7 @@ setup: $(STAMP)
 	@ln -sfn "$(VENV_CACHE)" .venv
 
 demo: setup
-	$(CARGO) build --release --bin dpersona
+	$(CARGO) build --release -p dpersona -p torch_commands
 	@bash scripts/demo.sh
 
 test: setup
@@ -52,11 +52,11 @@ test: setup
 
 # Every method of the paper's comparison on synthetic data (small preset; ~20 min on 2 cores).
 compare: setup
-	$(CARGO) build --release --bin dpersona
+	$(CARGO) build --release -p dpersona -p torch_commands
 	@bash scripts/compare.sh
 
 bench: setup
-	$(CARGO) build --release --bin dpersona
+	$(CARGO) build --release -p dpersona -p torch_commands
 	@bash bench/run.sh
 
 fmt:

@@ -1,5 +1,12 @@
 //! The `dpersona` command: a thin clap front over the stage crates.
-use clap::{Parser, Subcommand};
+//!
+//! `train` and `eval` need libtorch; they run in `libdpersona_torch.so`, loaded only for
+//! them (see [`torch_commands`]), so the other commands start without it.
+mod torch_commands;
+
+use std::ffi::OsString;
+
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -26,24 +33,56 @@ enum Command {
     /// Convert DICOM/NIfTI multi-rater studies into Parquet slice shards and a manifest.
     Ingest(ingest::cli::IngestArgs),
     /// Train D-Persona (Stage I and II) or a baseline on an ingested manifest.
-    Train(train::cli::TrainArgs),
+    ///
+    /// Options: `dpersona train --help`.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Train(TorchArgs),
     /// Score a trained run (or predictions made by any tool) into a Parquet metric frame.
-    Eval(train::cli::EvalArgs),
+    ///
+    /// Options: `dpersona eval --help`.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Eval(TorchArgs),
     /// Print paper-style tables from a metric frame and write figures.
     Report(eval::cli::ReportArgs),
 }
 
+/// The arguments of a command that runs in the torch library, passed on unparsed: the
+/// library parses them (and answers `--help`) with the command's own clap definitions.
+#[derive(Args)]
+struct TorchArgs {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..,
+        value_name = "OPTIONS"
+    )]
+    args: Vec<OsString>,
+}
+
 fn main() {
+    // `dpersona help train` shows the command's real options, which live in the library.
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if let [_, help, command] = argv.as_slice() {
+        if help == "help" && (command == "train" || command == "eval") {
+            let command = command.to_string_lossy();
+            let _ = exit_with(torch_commands::run(&command, &["--help".into()]));
+        }
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(args) => ingest::cli::run_synth(args),
         Command::Ingest(args) => ingest::cli::run_ingest(args),
-        Command::Train(args) => train::cli::run_train(args),
-        Command::Eval(args) => train::cli::run_eval(args),
+        Command::Train(args) => exit_with(torch_commands::run("train", &args.args)),
+        Command::Eval(args) => exit_with(torch_commands::run("eval", &args.args)),
         Command::Report(args) => eval::cli::run_report(args),
     };
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", schemas::error::one_line(err.as_ref()));
         std::process::exit(1);
     }
+}
+
+/// Exits with the torch library's exit code (it printed its own errors).
+fn exit_with(code: anyhow::Result<i32>) -> anyhow::Result<()> {
+    std::process::exit(code?)
 }

@@ -63,3 +63,46 @@ impl SchemaError {
 }
 
 pub type Result<T, E = SchemaError> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, `outer: cause: root`, for the command line.
+///
+/// Our error types (like [`SchemaError`]) put their cause into their own message *and*
+/// expose it as `source()`, so that both `{}` and a chain walk are complete; printing the
+/// chain naively (anyhow's `{:#}`) would then repeat each such cause ("...: No such file or
+/// directory (os error 2): No such file or directory (os error 2)"). A cause whose text
+/// already ends the message so far is skipped.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_keeps_every_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = SchemaError::Io {
+            path: "a/b.parquet".into(),
+            source: io,
+        };
+        assert_eq!(one_line(&err), "a/b.parquet: gone");
+        let wrapped = anyhow::Error::new(err).context("reading the manifest");
+        assert_eq!(
+            one_line(wrapped.as_ref()),
+            "reading the manifest: a/b.parquet: gone"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(plain.as_ref()), "outer: inner");
+    }
+}
