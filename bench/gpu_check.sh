@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared CUDA check for a lent GPU machine (see the device tool): the binaries are
-# built here (x86_64, release) and copied into gpucheck/ (git-ignored, carried), and run
-# there against that machine's own torch 2.11 libraries.
+# built here (x86_64, release) and copied into gpucheck/ (git-ignored, carried): dpersona,
+# libdpersona_torch.so (train/eval load it from beside the binary) and examples/step_bench;
+# they run there against that machine's own torch 2.11 libraries (LD_LIBRARY_PATH below).
 #   1. Stage-I training steps of the paper model on CUDA: images/s, data-wait share.
 #   2. The whole CLI on CUDA: synth -> ingest -> train (small) -> eval -> report.
 set -euo pipefail
