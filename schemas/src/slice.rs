@@ -112,21 +112,24 @@ impl SliceRecord {
             })
             .collect();
         let present: Vec<usize> = (0..r).filter(|&k| self.raters_present[k]).collect();
-        self.intersection = vec![0; hw];
         self.union = vec![0; hw];
         if present.is_empty() {
+            self.intersection = vec![0; hw];
             return;
         }
-        for p in 0..hw {
-            let mut all = 1u8;
-            let mut any = 0u8;
-            for &k in &present {
-                let v = self.masks[k * hw + p];
-                all &= v;
-                any |= v;
+        // One pass per rater over whole planes (vectorised), not one per pixel over raters.
+        self.intersection = vec![1; hw];
+        for &k in &present {
+            let plane = &self.masks[k * hw..(k + 1) * hw];
+            for ((all, any), &v) in self
+                .intersection
+                .iter_mut()
+                .zip(self.union.iter_mut())
+                .zip(plane)
+            {
+                *all &= v;
+                *any |= v;
             }
-            self.intersection[p] = all;
-            self.union[p] = any;
         }
     }
 }

@@ -87,17 +87,89 @@ fn polygon(points: &[(i32, i32)]) -> Vec<(f64, f64)> {
     p
 }
 
+/// A 0/1 mask over a window of the slice grid (the bounding box of a slice's contour
+/// points, clipped to the grid); every pixel outside the window is 0.
+///
+/// Rasterising into the box instead of a whole `rows x columns` slice keeps every later
+/// per-pixel pass (union of readers, nodule centre, crop) to the few hundred pixels a
+/// nodule covers rather than 512 x 512 per slice and reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxMask {
+    pub row0: usize,
+    pub col0: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `[height, width]` row-major.
+    pub data: Vec<u8>,
+}
+
+impl BoxMask {
+    /// An all-zero mask over rows `row0..row0 + height`, columns `col0..col0 + width`.
+    pub fn zeros(row0: usize, col0: usize, height: usize, width: usize) -> Self {
+        BoxMask {
+            row0,
+            col0,
+            height,
+            width,
+            data: vec![0; height * width],
+        }
+    }
+
+    /// Value at `(row, col)` of the slice grid (0 outside the box).
+    #[inline]
+    pub fn get(&self, row: usize, col: usize) -> u8 {
+        if row >= self.row0
+            && col >= self.col0
+            && row < self.row0 + self.height
+            && col < self.col0 + self.width
+        {
+            self.data[(row - self.row0) * self.width + (col - self.col0)]
+        } else {
+            0
+        }
+    }
+
+    /// ORs `other` into this mask; `other`'s box must lie inside this one.
+    pub fn or_from(&mut self, other: &BoxMask) {
+        for r in 0..other.height {
+            let dst = (other.row0 + r - self.row0) * self.width + (other.col0 - self.col0);
+            let src = &other.data[r * other.width..(r + 1) * other.width];
+            for (a, &b) in self.data[dst..dst + other.width].iter_mut().zip(src) {
+                *a |= b;
+            }
+        }
+    }
+
+    /// The whole `[rows * columns]` slice.
+    pub fn to_full(&self, rows: usize, columns: usize) -> Vec<u8> {
+        let mut full = vec![0; rows * columns];
+        for r in 0..self.height {
+            let dst = (self.row0 + r) * columns + self.col0;
+            full[dst..dst + self.width]
+                .copy_from_slice(&self.data[r * self.width..(r + 1) * self.width]);
+        }
+        full
+    }
+}
+
 /// Sets `value` at the contour points that lie on the slice grid.
-fn set_points(mask: &mut [u8], g: &SliceGeometry, points: &[(i32, i32)], value: u8) {
+fn set_points(mask: &mut BoxMask, points: &[(i32, i32)], value: u8) {
     for &(r, c) in points {
-        if r >= 0 && c >= 0 && (r as usize) < g.rows && (c as usize) < g.columns {
-            mask[r as usize * g.columns + c as usize] = value;
+        if r >= 0 && c >= 0 {
+            let (r, c) = (r as usize, c as usize);
+            if r >= mask.row0
+                && c >= mask.col0
+                && r < mask.row0 + mask.height
+                && c < mask.col0 + mask.width
+            {
+                mask.data[(r - mask.row0) * mask.width + (c - mask.col0)] = value;
+            }
         }
     }
 }
 
 /// Fills the interior of one contour (pixel centres strictly inside per matplotlib).
-fn fill(mask: &mut [u8], g: &SliceGeometry, roi: &Roi, value: u8) {
+fn fill(mask: &mut BoxMask, roi: &Roi, value: u8) {
     let poly = polygon(&roi.points);
     let (r0, r1) = roi
         .points
@@ -107,10 +179,17 @@ fn fill(mask: &mut [u8], g: &SliceGeometry, roi: &Roi, value: u8) {
         .points
         .iter()
         .fold((i32::MAX, i32::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    for r in r0.max(0)..=r1.min(g.rows as i32 - 1) {
-        for c in c0.max(0)..=c1.min(g.columns as i32 - 1) {
+    // The box holds every on-grid point of the slice's contours, so clipping to it is
+    // clipping to the grid.
+    let (br1, bc1) = (
+        (mask.row0 + mask.height) as i32 - 1,
+        (mask.col0 + mask.width) as i32 - 1,
+    );
+    for r in r0.max(mask.row0 as i32)..=r1.min(br1) {
+        for c in c0.max(mask.col0 as i32)..=c1.min(bc1) {
             if inside(&poly, r as f64, c as f64) {
-                mask[r as usize * g.columns + c as usize] = value;
+                let p = (r as usize - mask.row0) * mask.width + (c as usize - mask.col0);
+                mask.data[p] = value;
             }
         }
     }
@@ -119,30 +198,73 @@ fn fill(mask: &mut [u8], g: &SliceGeometry, roi: &Roi, value: u8) {
 /// One read rasterised: slice index -> `[rows * columns]` 0/1 mask (only slices it touches).
 pub type ReadMask = BTreeMap<usize, Vec<u8>>;
 
+/// One read rasterised into boxes: slice index -> mask over the bounding box of the read's
+/// contour points on that slice (only slices it touches).
+pub type BoxedReadMask = BTreeMap<usize, BoxMask>;
+
 /// Rasterises one read. `Err(roi)` when a roi matches no slice (see
 /// [`SliceGeometry::locate`]); the caller names the XML file.
 pub fn rasterise(read: &Read, g: &SliceGeometry, include_contour: bool) -> Result<ReadMask, Roi> {
-    let mut slices = ReadMask::new();
+    Ok(rasterise_boxed(read, g, include_contour)?
+        .into_iter()
+        .map(|(k, m)| (k, m.to_full(g.rows, g.columns)))
+        .collect())
+}
+
+/// [`rasterise`] into the bounding box of each slice's contour points (same pixels).
+pub fn rasterise_boxed(
+    read: &Read,
+    g: &SliceGeometry,
+    include_contour: bool,
+) -> Result<BoxedReadMask, Roi> {
     let mut located = Vec::with_capacity(read.rois.len());
     for roi in &read.rois {
         let k = g.locate(roi).ok_or_else(|| roi.clone())?;
         located.push((k, roi));
     }
-    for &(k, roi) in located.iter().filter(|(_, r)| r.inclusion) {
-        let m = slices
+    // Per slice, the bounding box of its rois' points clipped to the grid (may be empty
+    // when every point lies off the grid).
+    let mut bounds: BTreeMap<usize, (i32, i32, i32, i32)> = BTreeMap::new();
+    for &(k, roi) in &located {
+        let b = bounds
             .entry(k)
-            .or_insert_with(|| vec![0; g.rows * g.columns]);
-        fill(m, g, roi, 1);
+            .or_insert((i32::MAX, i32::MIN, i32::MAX, i32::MIN));
+        for &(r, c) in &roi.points {
+            *b = (b.0.min(r), b.1.max(r), b.2.min(c), b.3.max(c));
+        }
+    }
+    let mut slices: BoxedReadMask = bounds
+        .into_iter()
+        .map(|(k, (r0, r1, c0, c1))| {
+            let (r0, r1) = (i64::from(r0.max(0)), i64::from(r1.min(g.rows as i32 - 1)));
+            let (c0, c1) = (
+                i64::from(c0.max(0)),
+                i64::from(c1.min(g.columns as i32 - 1)),
+            );
+            let m = if r1 < r0 || c1 < c0 {
+                BoxMask::zeros(0, 0, 0, 0)
+            } else {
+                BoxMask::zeros(
+                    r0 as usize,
+                    c0 as usize,
+                    (r1 - r0 + 1) as usize,
+                    (c1 - c0 + 1) as usize,
+                )
+            };
+            (k, m)
+        })
+        .collect();
+    for &(k, roi) in located.iter().filter(|(_, r)| r.inclusion) {
+        let m = slices.get_mut(&k).expect("every located slice has a box");
+        fill(m, roi, 1);
         if !include_contour {
-            set_points(m, g, &roi.points, 0);
+            set_points(m, &roi.points, 0);
         }
     }
     for &(k, roi) in located.iter().filter(|(_, r)| !r.inclusion) {
-        let m = slices
-            .entry(k)
-            .or_insert_with(|| vec![0; g.rows * g.columns]);
-        fill(m, g, roi, 0);
-        set_points(m, g, &roi.points, 0);
+        let m = slices.get_mut(&k).expect("every located slice has a box");
+        fill(m, roi, 0);
+        set_points(m, &roi.points, 0);
     }
     Ok(slices)
 }

@@ -9,8 +9,8 @@ use schemas::slice::SliceRecord;
 use serde::{Deserialize, Serialize};
 
 use super::cluster;
-use super::contour::{self, ReadMask, SliceGeometry};
-use super::dicom_series::{read_series, CtSeries};
+use super::contour::{self, BoxMask, BoxedReadMask, SliceGeometry};
+use super::dicom_series::{read_series, CtSeries, SliceSamples};
 use super::xml::{self, LidcXml, XmlKind};
 use crate::study::{DatasetFacts, SourceFormat, StudyError, StudyInput, StudyOutput};
 
@@ -238,13 +238,82 @@ impl SourceFormat for LidcFormat {
 /// One read with its reader slot and rasterised mask.
 struct RasterRead {
     session: usize,
-    mask: ReadMask,
+    mask: BoxedReadMask,
 }
 
-/// One nodule: per slice index, per reader slot, a `[rows * columns]` mask.
+/// One slice of a nodule: per reader slot, the union of that reader's reads over the
+/// bounding box of every read of the nodule on the slice.
+struct NoduleSlice {
+    slots: Vec<Option<BoxMask>>,
+}
+
+impl NoduleSlice {
+    fn any_marked(&self) -> bool {
+        self.slots.iter().flatten().any(|m| m.data.contains(&1))
+    }
+}
+
+/// One nodule: per slice index, its reader masks.
 struct Nodule {
-    slices: BTreeMap<usize, Vec<Option<Vec<u8>>>>,
+    slices: BTreeMap<usize, NoduleSlice>,
     centre: (f64, f64),
+}
+
+/// The smallest box holding every non-empty box of `boxes` (`None` when all are empty).
+fn union_box<'a>(boxes: impl Iterator<Item = &'a BoxMask>) -> Option<(usize, usize, usize, usize)> {
+    boxes
+        .filter(|b| b.height > 0 && b.width > 0)
+        .map(|b| (b.row0, b.col0, b.row0 + b.height, b.col0 + b.width))
+        .reduce(|a, b| (a.0.min(b.0), a.1.min(b.1), a.2.max(b.2), a.3.max(b.3)))
+}
+
+/// Groups the reads of one nodule by slice and reader (a reader with two reads in one
+/// nodule, which pylidc's distance rule allows, gets their union).
+fn nodule_slices(group: &[usize], raster: &[RasterRead]) -> BTreeMap<usize, NoduleSlice> {
+    let mut parts: BTreeMap<usize, Vec<(usize, &BoxMask)>> = BTreeMap::new();
+    for &i in group {
+        let r = &raster[i];
+        for (&k, m) in &r.mask {
+            parts.entry(k).or_default().push((r.session, m));
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(k, parts)| {
+            let (r0, c0, r1, c1) = union_box(parts.iter().map(|(_, m)| *m)).unwrap_or_default();
+            let mut slots: Vec<Option<BoxMask>> = vec![None; N_READERS];
+            for (session, m) in parts {
+                let slot =
+                    slots[session].get_or_insert_with(|| BoxMask::zeros(r0, c0, r1 - r0, c1 - c0));
+                if m.height > 0 && m.width > 0 {
+                    slot.or_from(m);
+                }
+            }
+            (k, NoduleSlice { slots })
+        })
+        .collect()
+}
+
+/// Mean (row, col) of the pixels any reader marks on any slice; `None` when none is.
+fn centre(slices: &BTreeMap<usize, NoduleSlice>) -> Option<(f64, f64)> {
+    let (mut n, mut sr, mut sc) = (0f64, 0f64, 0f64);
+    for s in slices.values() {
+        let Some(b) = s.slots.iter().flatten().next() else {
+            continue;
+        };
+        // Every slot of a slice shares its box.
+        for y in 0..b.height {
+            for x in 0..b.width {
+                let p = y * b.width + x;
+                if s.slots.iter().flatten().any(|m| m.data[p] == 1) {
+                    n += 1.0;
+                    sr += (b.row0 + y) as f64;
+                    sc += (b.col0 + x) as f64;
+                }
+            }
+        }
+    }
+    (n > 0.0).then(|| (sr / n, sc / n))
 }
 
 /// Rasterises, clusters and crops: the part of `load` after reading the files.
@@ -287,55 +356,32 @@ pub fn build_slices(
     let mut points = Vec::new();
     for (s, session) in reads.sessions.iter().enumerate() {
         for read in &session.reads {
-            let mask = contour::rasterise(read, &geometry, params.include_contour).map_err(|roi| {
-                StudyError::new(
-                    xml_path,
-                    format!(
-                        "reading session {} nodule `{}`: roi at z {} mm points at SOP Instance UID {} which is not in \
-                         series {}, and no slice lies at that z",
-                        s + 1,
-                        read.nodule_id,
-                        roi.z_mm,
-                        roi.sop_uid,
-                        series.series_instance_uid
-                    ),
-                )
-            })?;
+            let mask = contour::rasterise_boxed(read, &geometry, params.include_contour)
+                .map_err(|roi| {
+                    StudyError::new(
+                        xml_path,
+                        format!(
+                            "reading session {} nodule `{}`: roi at z {} mm points at SOP Instance UID {} which is not in \
+                             series {}, and no slice lies at that z",
+                            s + 1,
+                            read.nodule_id,
+                            roi.z_mm,
+                            roi.sop_uid,
+                            series.series_instance_uid
+                        ),
+                    )
+                })?;
             points.push(contour::contour_points(read, &geometry));
             raster.push(RasterRead { session: s, mask });
         }
     }
     let groups = cluster::cluster(&points, series.slice_thickness);
-    let hw = rows * cols;
     let mut nodules = Vec::new();
     for group in groups {
-        let mut slices: BTreeMap<usize, Vec<Option<Vec<u8>>>> = BTreeMap::new();
-        for &i in &group {
-            let r = &raster[i];
-            for (&k, m) in &r.mask {
-                let slots = slices.entry(k).or_insert_with(|| vec![None; N_READERS]);
-                let slot = slots[r.session].get_or_insert_with(|| vec![0; hw]);
-                for (a, &b) in slot.iter_mut().zip(m) {
-                    *a |= b;
-                }
-            }
-        }
-        slices.retain(|_, slots| slots.iter().flatten().any(|m| m.contains(&1)));
-        let (mut n, mut sr, mut sc) = (0f64, 0f64, 0f64);
-        for slots in slices.values() {
-            for p in 0..hw {
-                if slots.iter().flatten().any(|m| m[p] == 1) {
-                    n += 1.0;
-                    sr += (p / cols) as f64;
-                    sc += (p % cols) as f64;
-                }
-            }
-        }
-        if n > 0.0 {
-            nodules.push(Nodule {
-                slices,
-                centre: (sr / n, sc / n),
-            });
+        let mut slices = nodule_slices(&group, &raster);
+        slices.retain(|_, s| s.any_marked());
+        if let Some(centre) = centre(&slices) {
+            nodules.push(Nodule { slices, centre });
         }
     }
     // Nodules by their first slice, then in-plane position.
@@ -351,43 +397,16 @@ pub fn build_slices(
         .map_err(|e| StudyError::new(xml_path, e.to_string()))?;
     let n_sessions = reads.sessions.len();
     let crop = params.crop_size as usize;
-    let mut hu_cache: HashMap<usize, (Vec<f32>, String)> = HashMap::new();
+    let mut samples_cache: HashMap<usize, (SliceSamples, String)> = HashMap::new();
     let mut out = Vec::new();
     for (t, nod) in nodules.iter().enumerate() {
         let row0 = nod.centre.0.round() as i32 - (crop / 2) as i32;
         let col0 = nod.centre.1.round() as i32 - (crop / 2) as i32;
-        for (&k, slots) in &nod.slices {
-            if let std::collections::hash_map::Entry::Vacant(slot) = hu_cache.entry(k) {
-                let path = &series.slices[k].path;
-                let sha = schemas::hashing::sha256_file(path)
-                    .map_err(|e| StudyError::new(path, e.to_string()))?;
-                slot.insert((series.slice_hu(k)?, sha));
+        for (&k, slice) in &nod.slices {
+            if let std::collections::hash_map::Entry::Vacant(slot) = samples_cache.entry(k) {
+                slot.insert(series.slice_samples(k)?);
             }
-            let (hu, sha) = &hu_cache[&k];
-            let mut image = vec![0f32; crop * crop];
-            let mut masks = vec![0u8; N_READERS * crop * crop];
-            let scale = params.window_hi - params.window_lo;
-            for y in 0..crop {
-                let r = row0 + y as i32;
-                if r < 0 || r >= rows as i32 {
-                    continue;
-                }
-                for x in 0..crop {
-                    let c = col0 + x as i32;
-                    if c < 0 || c >= cols as i32 {
-                        continue;
-                    }
-                    let p = r as usize * cols + c as usize;
-                    image[y * crop + x] = (hu[p].clamp(params.window_lo, params.window_hi)
-                        - params.window_lo)
-                        / scale;
-                    for (s, slot) in slots.iter().enumerate() {
-                        if let Some(m) = slot {
-                            masks[s * crop * crop + y * crop + x] = m[p];
-                        }
-                    }
-                }
-            }
+            let (samples, sha) = &samples_cache[&k];
             let mut rec = SliceRecord {
                 study_id: series.series_instance_uid.clone(),
                 patient_id: series.patient_id.clone(),
@@ -399,8 +418,8 @@ pub fn build_slices(
                 channels: 1,
                 spacing_row_mm: series.pixel_spacing[0],
                 spacing_col_mm: series.pixel_spacing[1],
-                image,
-                masks,
+                image: crop_image(samples, (rows, cols), (row0, col0), crop, params),
+                masks: crop_masks(&slice.slots, (row0, col0), crop),
                 raters_present: (0..N_READERS).map(|s| s < n_sessions).collect(),
                 rater_area: vec![],
                 intersection: vec![],
@@ -424,4 +443,60 @@ pub fn build_slices(
         n_targets: nodules.len() as u32,
         volume_shape: [series.slices.len() as u32, rows as u32, cols as u32],
     })
+}
+
+/// The part of `0..len` that `start..start + size` covers, as (first, end) in both the
+/// source's and the crop's coordinates: `(src_first, crop_first, count)`.
+fn overlap(start: i32, size: usize, len: usize) -> (usize, usize, usize) {
+    let lo = start.max(0) as i64;
+    let hi = (i64::from(start) + size as i64).min(len as i64);
+    if hi <= lo {
+        return (0, 0, 0);
+    }
+    (
+        lo as usize,
+        (lo - i64::from(start)) as usize,
+        (hi - lo) as usize,
+    )
+}
+
+/// `[crop, crop]` windowed image at `(row0, col0)` of a `(rows, cols)` slice; pixels past
+/// the border are 0.
+fn crop_image(
+    samples: &SliceSamples,
+    (rows, cols): (usize, usize),
+    (row0, col0): (i32, i32),
+    crop: usize,
+    params: &LidcParams,
+) -> Vec<f32> {
+    let mut image = vec![0f32; crop * crop];
+    let (lo, hi) = (params.window_lo, params.window_hi);
+    let scale = hi - lo;
+    let (sr, cr, nr) = overlap(row0, crop, rows);
+    let (sc, cc, nc) = overlap(col0, crop, cols);
+    for y in 0..nr {
+        let dst = &mut image[(cr + y) * crop + cc..(cr + y) * crop + cc + nc];
+        for (x, v) in dst.iter_mut().enumerate() {
+            *v = (samples.hu_at(sr + y, sc + x).clamp(lo, hi) - lo) / scale;
+        }
+    }
+    image
+}
+
+/// `[N_READERS, crop, crop]` reader masks at `(row0, col0)` (0 for missing readers, for
+/// readers without a mark on this slice, and outside the slice).
+fn crop_masks(slots: &[Option<BoxMask>], (row0, col0): (i32, i32), crop: usize) -> Vec<u8> {
+    let mut masks = vec![0u8; N_READERS * crop * crop];
+    for (s, slot) in slots.iter().enumerate() {
+        let Some(m) = slot else { continue };
+        let plane = &mut masks[s * crop * crop..(s + 1) * crop * crop];
+        // The mask's box, in crop coordinates, clipped to the crop.
+        let (br, cr, nr) = overlap(row0 - m.row0 as i32, crop, m.height);
+        let (bc, cc, nc) = overlap(col0 - m.col0 as i32, crop, m.width);
+        for y in 0..nr {
+            let src = &m.data[(br + y) * m.width + bc..(br + y) * m.width + bc + nc];
+            plane[(cr + y) * crop + cc..(cr + y) * crop + cc + nc].copy_from_slice(src);
+        }
+    }
+    masks
 }
