@@ -60,6 +60,10 @@ fn main() {
     let loader_threads: usize = arg(&args, "--loader-threads", 2);
     tch::set_num_threads(threads as i32);
     tch::manual_seed(1337);
+    // As `dpersona train` does (glibc keeps freed tensor memory); --no-keep-memory for A/B.
+    if !args.iter().any(|a| a == "--no-keep-memory") {
+        train::host_memory::keep_freed_memory();
+    }
     if args.iter().any(|a| a == "--sgemm-only") {
         // The matmul rate alone, in this process's environment (no loader, no model): tells
         // a slower step from a machine that gave this process less CPU.
