@@ -12,6 +12,7 @@
 //! Modules:
 //! - [`parallel_load`]: rayon loaders feeding one writer through a bounded channel.
 //! - [`shard_writer`]: rolling shards of whole studies, with their metadata.
+//! - [`shard_file`]: one shard file, each row group's columns encoded on two threads.
 //! - [`resume`]: what a previous run left behind.
 //! - [`folds`]: the patient-level fold and train/val/test assignment.
 //! - [`manifest_build`]: the manifest and the rejects table.
@@ -19,6 +20,7 @@ pub mod folds;
 pub mod manifest_build;
 pub mod parallel_load;
 pub mod resume;
+pub mod shard_file;
 pub mod shard_writer;
 
 use std::collections::BTreeSet;

@@ -1,7 +1,7 @@
 //! Writes slice rows into rolling Parquet shards, whole studies at a time.
 //!
 //! Layout: `OUT/shards/shard-NNNNN.parquet`. Each shard is written under a temporary name
-//! and renamed into place when full (see [`schemas::parquet_io::AtomicParquetWriter`]), so
+//! and renamed into place when full (see [`super::shard_file::ShardFile`]), so
 //! a finished shard name always means a complete file. A shard only ever holds whole
 //! studies; its metadata lists them ([`schemas::slice::KEY_STUDIES`]) with the preprocessing
 //! fingerprint ([`schemas::slice::KEY_FINGERPRINT`]) and, for resuming, each study's
@@ -13,10 +13,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
-use schemas::parquet_io::AtomicParquetWriter;
-use schemas::slice::{self, SliceRecord, KEY_FINGERPRINT, KEY_STUDIES};
+use schemas::slice::{self, KEY_FINGERPRINT, KEY_STUDIES};
 use schemas::SchemaError;
 
+use super::shard_file::ShardFile;
 use crate::study::{StudyInput, StudyOutput};
 
 /// Shard metadata key (ingest's own): JSON list of [`WrittenStudy`], in the order the
@@ -54,7 +54,7 @@ const PIXEL_COLUMNS: [&str; 4] = [
 /// drops by ~15%. Min/max statistics of the per-pixel lists are off too: a
 /// reader never prunes row groups by pixel values, and computing them is another pass
 /// over every value.
-fn shard_properties(row_group_rows: usize) -> WriterPropertiesBuilder {
+pub(crate) fn shard_properties(row_group_rows: usize) -> WriterPropertiesBuilder {
     let mut props = WriterProperties::builder()
         .set_dictionary_enabled(false)
         .set_compression(Compression::ZSTD(
@@ -120,7 +120,7 @@ pub fn parse_shard_name(name: &str) -> Option<u32> {
 }
 
 struct OpenShard {
-    writer: AtomicParquetWriter,
+    writer: ShardFile,
     path: PathBuf,
     index: u32,
     rows: u64,
@@ -169,11 +169,10 @@ impl ShardWriter {
             let index = self.next_index;
             self.next_index += 1;
             let path = self.dir.join(shard_name(index));
-            let writer = AtomicParquetWriter::create_with_properties(
+            let writer = ShardFile::create(
                 &path,
-                slice::schema(),
-                &slice::SCHEMA,
                 shard_properties(self.row_group_rows),
+                self.row_group_rows,
             )?;
             self.current = Some(OpenShard {
                 writer,
@@ -184,7 +183,7 @@ impl ShardWriter {
             });
         }
         let shard = self.current.as_mut().expect("opened above");
-        write_rows(&mut shard.writer, &output.slices, self.row_group_rows)?;
+        shard.writer.write(&output.slices)?;
         shard.rows += output.slices.len() as u64;
         shard.studies.push(WrittenStudy::new(input, output));
         if shard.rows as usize >= self.shard_rows {
@@ -224,17 +223,4 @@ impl ShardWriter {
         self.roll()?;
         Ok(std::mem::take(&mut self.finished))
     }
-}
-
-/// Writes rows in batches of one row group each, so the Arrow batch built for them stays
-/// small however many slices a study has.
-fn write_rows(
-    writer: &mut AtomicParquetWriter,
-    rows: &[SliceRecord],
-    group: usize,
-) -> Result<(), SchemaError> {
-    for chunk in rows.chunks(group) {
-        writer.write(&slice::to_batch(chunk))?;
-    }
-    Ok(())
 }
