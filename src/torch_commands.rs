@@ -52,8 +52,9 @@ pub fn run(command: &str, args: &[OsString]) -> anyhow::Result<i32> {
 }
 
 /// `$DPERSONA_TORCH_LIB`, else the library next to this executable (where `cargo build`
-/// puts it), else in `deps/` beside it (where `cargo test` leaves it: it builds the library
-/// for torch_commands' own tests without copying it up), else `../lib/` (an installed
+/// puts it) or in `deps/` beside it (where `cargo test` leaves it: it builds the library
+/// for torch_commands' own tests without copying it up), the newer of the two when both
+/// exist (the other is then left from an earlier build), else `../lib/` (an installed
 /// layout).
 fn locate() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os(LIB_ENV) {
@@ -65,20 +66,25 @@ fn locate() -> anyhow::Result<PathBuf> {
     }
     let exe = std::env::current_exe().context("finding the dpersona executable")?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
-        dir.join(LIB_FILE),
-        dir.join("deps").join(LIB_FILE),
-        dir.join("../lib").join(LIB_FILE),
-    ];
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+    let built = [dir.join(LIB_FILE), dir.join("deps").join(LIB_FILE)];
+    let newest = built
+        .iter()
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .max_by_key(|(modified, _)| *modified);
+    if let Some((_, p)) = newest {
         return Ok(p.clone());
     }
-    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    let installed = dir.join("../lib").join(LIB_FILE);
+    if installed.is_file() {
+        return Ok(installed);
+    }
     bail!(
         "`dpersona train` and `dpersona eval` need {LIB_FILE} (libtorch lives there); looked \
-         in {}. Build it with `make demo` or `cargo build --release -p torch_commands`, or \
-         point {LIB_ENV} at it",
-        looked.join(", ")
+         in {}, {} and {}. Build it with `make demo` or `cargo build --release -p \
+         torch_commands`, or point {LIB_ENV} at it",
+        built[0].display(),
+        built[1].display(),
+        installed.display()
     )
 }
 
