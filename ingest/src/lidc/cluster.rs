@@ -58,6 +58,28 @@ fn components(d: &[Vec<f64>], tol: f64) -> Vec<Vec<usize>> {
     groups
 }
 
+/// Axis-aligned bounding box of a point set (`None` when empty).
+fn bounds(points: &[[f64; 3]]) -> Option<([f64; 3], [f64; 3])> {
+    let first = *points.first()?;
+    Some(points.iter().fold((first, first), |(lo, hi), p| {
+        (
+            [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
+            [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
+        )
+    }))
+}
+
+/// A lower bound of [`min_distance`] between two point sets: the distance between their
+/// bounding boxes.
+fn box_distance(a: &([f64; 3], [f64; 3]), b: &([f64; 3], [f64; 3])) -> f64 {
+    let mut d2 = 0.0;
+    for axis in 0..3 {
+        let gap = (b.0[axis] - a.1[axis]).max(a.0[axis] - b.1[axis]).max(0.0);
+        d2 += gap * gap;
+    }
+    d2.sqrt()
+}
+
 /// Clusters reads given their contour points (`points[i]` = read i's `(row, col, k)` points).
 /// Returns groups of read indices, each sorted, groups ordered by smallest member.
 pub fn cluster(points: &[Vec<[f64; 3]>], slice_thickness: f64) -> Vec<Vec<usize>> {
@@ -65,10 +87,17 @@ pub fn cluster(points: &[Vec<[f64; 3]>], slice_thickness: f64) -> Vec<Vec<usize>
     if n == 0 {
         return Vec::new();
     }
+    // Only `d <= tol` matters and `tol` never exceeds the slice thickness, so reads whose
+    // bounding boxes lie farther apart than that (most pairs: different nodules) skip the
+    // all-pairs point distance; their entry holds the box distance, also > every tol.
+    let boxes: Vec<_> = points.iter().map(|p| bounds(p)).collect();
     let mut d = vec![vec![0.0; n]; n];
     for i in 0..n {
         for j in i + 1..n {
-            let v = min_distance(&points[i], &points[j]);
+            let v = match (&boxes[i], &boxes[j]) {
+                (Some(a), Some(b)) if box_distance(a, b) > slice_thickness => box_distance(a, b),
+                _ => min_distance(&points[i], &points[j]),
+            };
             d[i][j] = v;
             d[j][i] = v;
         }
@@ -88,6 +117,17 @@ pub fn cluster(points: &[Vec<[f64; 3]>], slice_thickness: f64) -> Vec<Vec<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_distance_bounds_the_point_distance() {
+        let a = vec![[0.0, 0.0, 0.0], [3.0, 1.0, 0.0], [1.0, 4.0, 1.0]];
+        let b = vec![[7.0, 9.0, 2.0], [6.0, 5.0, 4.0]];
+        let (ba, bb) = (bounds(&a).unwrap(), bounds(&b).unwrap());
+        // Boxes [0,3]x[0,4]x[0,1] and [6,7]x[5,9]x[2,4]: gaps 3, 1, 1.
+        assert_eq!(box_distance(&ba, &bb), (11f64).sqrt());
+        assert!(box_distance(&ba, &bb) <= min_distance(&a, &b));
+        assert_eq!(box_distance(&ba, &ba), 0.0);
+    }
 
     #[test]
     fn chain_splits_when_too_many() {

@@ -201,8 +201,10 @@ mod tests {
             image: (0..h * w)
                 .map(|p| ((p * 31 + i * 7) % 97) as f32 / 96.0)
                 .collect(),
-            masks: (0..r * h * w).map(|p| u8::from((p + i) % 5 == 0)).collect(),
-            raters_present: (0..r).map(|k| k < 3 || i % 2 == 0).collect(),
+            masks: (0..r * h * w)
+                .map(|p| u8::from((p + i).is_multiple_of(5)))
+                .collect(),
+            raters_present: (0..r).map(|k| k < 3 || i.is_multiple_of(2)).collect(),
             rater_area: vec![],
             intersection: vec![],
             union: vec![],
