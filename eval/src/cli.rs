@@ -3,8 +3,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::figures::{personalised_figure, samples_figure, training_curves};
-use crate::predictions::list_slices;
+use crate::figures::{
+    one_prediction_per_rater, personalised_figure, samples_figure, training_curves,
+};
 use crate::report_table::{build_table, render_markdown, render_text};
 use crate::results_frame::read_results;
 
@@ -28,9 +29,12 @@ pub struct ReportArgs {
     /// Predictions folder(s) saved by `dpersona eval --save-predictions` (or any tool using
     /// that layout) to draw sample overlays (paper Fig. 4) and, when there is one
     /// prediction per rater, personalised masks against each rater (Fig. 5). Needs --figures.
+    /// PNG slice folders and NIfTI volume folders are both drawn; a volume is shown by its
+    /// axial plane where the raters drew the most (row title `<study>/<target> z<plane>`).
     #[arg(long = "predictions", value_name = "DIR")]
     pub predictions: Vec<PathBuf>,
-    /// Slices shown per figure (those where raters drew the most).
+    /// Slices (or volumes, one plane each) shown per figure: those where raters drew the
+    /// most.
     #[arg(long, default_value_t = 4)]
     pub figure_slices: usize,
 }
@@ -74,10 +78,7 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
         let (w, h) = samples_figure(dir, &out, args.figure_slices)
             .with_context(|| format!("drawing {}", dir.display()))?;
         eprintln!("wrote {} ({w}x{h})", out.display());
-        let slices = list_slices(dir)?;
-        // One prediction per rater slot (slots seen in any slice: a missing rater has no file).
-        let slots = slices.iter().map(|s| s.raters.len()).max().unwrap_or(0);
-        if slots > 0 && slices.iter().all(|s| s.preds.len() == slots) {
+        if one_prediction_per_rater(dir)? {
             let out = fig_dir.join(format!("personalised{suffix}.png"));
             let (w, h) = personalised_figure(dir, &out, args.figure_slices)?;
             eprintln!("wrote {} ({w}x{h})", out.display());

@@ -6,12 +6,18 @@
 //!   tinted) against rater k's mask (white contour);
 //! - [`training_curves`]: every loss term and validation metric of `RUN/train_log.parquet`
 //!   against step (train) or epoch (val), one small plot each.
+//!
+//! Both prediction figures draw PNG slice folders and NIfTI volume folders alike: a volume
+//! is shown by one axial plane, where its raters drew the most (see `volume_planes`).
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use schemas::train_log::TrainLogRecord;
 
-use crate::predictions::{list_slices, SavedSlice};
+use crate::prediction_volumes::{
+    list_volumes, read_mask_volume, read_probability_volume, read_volume, volume_shape, SavedVolume,
+};
+use crate::predictions::{list_slices, read_header, PredictionFiles, SavedSlice};
 use crate::raster::{
     read_grey_png, Canvas, RasterError, Rgb, BLACK, GREY, LIGHT_GREY, PALETTE, WHITE,
 };
@@ -29,10 +35,30 @@ pub enum FigureError {
 }
 
 /// Panel magnification of the (typically 128 x 128) crops.
-const SCALE: u32 = 2;
+pub const SCALE: u32 = 2;
+/// Gap between panels and around the figure, in pixels.
 const PAD: u32 = 8;
+/// Height of the figure title and of each row title, in pixels.
 const TITLE_H: u32 = 20;
 
+/// Top-left canvas pixel of panel `panel` (0-based, left to right) in row `row` of a
+/// samples or personalised figure whose panels are `pw` x `ph` canvas pixels (the crop
+/// times [`SCALE`]). Public so that tests can find a panel's pixels without copying the
+/// layout.
+pub fn panel_origin(row: usize, panel: usize, pw: u32, ph: u32) -> (i64, i64) {
+    let x = PAD + panel as u32 * (pw + PAD);
+    let y = TITLE_H + row as u32 * (ph + TITLE_H + PAD) + TITLE_H;
+    (x as i64, y as i64)
+}
+
+/// Canvas pixel of the row title's top-left corner in row `row` (see [`panel_origin`]).
+fn row_title_origin(row: usize, ph: u32) -> (i64, i64) {
+    let (_, y) = panel_origin(row, 0, 0, ph);
+    (PAD as i64, y - TITLE_H as i64 + 4)
+}
+
+/// One row of a prediction figure: a PNG slice, or a volume's chosen plane. Every map is
+/// `[h, w]` row-major.
 struct LoadedSlice {
     w: u32,
     h: u32,
@@ -74,15 +100,22 @@ fn load(s: &SavedSlice) -> Result<LoadedSlice, FigureError> {
     })
 }
 
-/// Picks up to `max` slices, preferring those where raters drew the most (most to see).
+/// Foreground pixels over every present rater of one plane (what "raters drew the most"
+/// ranks by).
+fn rater_area(raters: &[Option<Vec<u8>>]) -> usize {
+    raters
+        .iter()
+        .flatten()
+        .map(|m| m.iter().map(|&v| v as usize).sum::<usize>())
+        .sum()
+}
+
+/// Picks up to `max` slices (or volume planes), preferring those where raters drew the most
+/// (most to see); ties keep folder order.
 fn pick(dir: &Path, max: usize) -> Result<Vec<LoadedSlice>, FigureError> {
-    let header = crate::predictions::read_header(dir).ok();
-    if header.is_some_and(|h| h.files == crate::predictions::PredictionFiles::Nifti) {
-        return Err(FigureError::Empty(format!(
-            "{}: holds NIfTI volumes; figures are drawn from PNG slice folders (open the \
-             volumes in a NIfTI viewer, or save with `dpersona eval --unit slice`)",
-            dir.display()
-        )));
+    let header = read_header(dir).ok();
+    if header.is_some_and(|h| h.files == PredictionFiles::Nifti) {
+        return volume_planes(dir, max);
     }
     let slices = list_slices(dir)?;
     if slices.is_empty() {
@@ -92,16 +125,147 @@ fn pick(dir: &Path, max: usize) -> Result<Vec<LoadedSlice>, FigureError> {
         )));
     }
     let mut loaded = slices.iter().map(load).collect::<Result<Vec<_>, _>>()?;
-    let area = |l: &LoadedSlice| {
-        l.raters
-            .iter()
-            .flatten()
-            .map(|m| m.iter().map(|&v| v as usize).sum::<usize>())
-            .sum::<usize>()
-    };
-    loaded.sort_by_key(|l| std::cmp::Reverse(area(l)));
+    loaded.sort_by_key(|l| std::cmp::Reverse(rater_area(&l.raters)));
     loaded.truncate(max);
     Ok(loaded)
+}
+
+/// The `[h, w]` plane `z` of a `[D, H, W]` row-major volume.
+fn plane<T: Copy>(volume: &[T], z: usize, h: usize, w: usize) -> Vec<T> {
+    volume[z * h * w..(z + 1) * h * w].to_vec()
+}
+
+/// Min-max scales an image plane to [0, 1] for display, as the PNG writer scales a slice's
+/// image (a flat plane becomes 0).
+fn display_scaled(image: &[f32]) -> Vec<f32> {
+    let (lo, hi) = image
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    image.iter().map(|&v| (v - lo) / span).collect()
+}
+
+/// One target volume's chosen plane, before its predictions are read.
+struct ChosenPlane<'a> {
+    volume: &'a SavedVolume,
+    /// NIfTI shape `(W, H, D)`.
+    shape: [usize; 3],
+    z: usize,
+    /// `[R]` rater masks of plane `z`, `[H, W]` (None = missing rater).
+    raters: Vec<Option<Vec<u8>>>,
+}
+
+/// The planes to draw from a NIfTI volume folder (`DIR/<study>/<target>/*.nii.gz`, shape
+/// `(W, H, D)`), up to `max`, as `[H, W]` row-major slices.
+///
+/// Each target volume is shown by ONE axial plane: the z where the present raters drew the
+/// most (sum over raters of their mask area in that plane; ties -> the lowest z), so the
+/// row shows the lesion at its largest rather than an empty end slice. Rows are then ranked
+/// across targets by that area, as PNG slices are. The shape comes from `pred_01`'s header
+/// and every other file of the target must match it. Only the rater masks of every target
+/// are read in full; predictions and the image are read for the `max` chosen targets only.
+/// The row title is `<study>/<target> z<k>` (k = plane index, 0-based, = the target's k-th
+/// slice in ascending `slice_index`).
+fn volume_planes(dir: &Path, max: usize) -> Result<Vec<LoadedSlice>, FigureError> {
+    let volumes = list_volumes(dir)?;
+    if volumes.is_empty() {
+        return Err(FigureError::Empty(format!(
+            "{}: no pred_01.nii.gz (or .nii) volumes to draw",
+            dir.display()
+        )));
+    }
+    let mut chosen = Vec::with_capacity(volumes.len());
+    for v in &volumes {
+        let [w, h, d] = volume_shape(&v.preds[0])?;
+        let masks = v
+            .raters
+            .iter()
+            .map(|r| r.as_ref().map(|p| read_mask_volume(p, d, h, w)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let hw = h * w;
+        let area = |z: usize| -> usize {
+            masks
+                .iter()
+                .flatten()
+                .map(|m| {
+                    m[z * hw..(z + 1) * hw]
+                        .iter()
+                        .map(|&v| v as usize)
+                        .sum::<usize>()
+                })
+                .sum()
+        };
+        // max_by_key keeps the LAST maximum; keying on Reverse(z) as well makes it the lowest z.
+        let z = (0..d)
+            .max_by_key(|&z| (area(z), std::cmp::Reverse(z)))
+            .unwrap_or(0);
+        chosen.push(ChosenPlane {
+            volume: v,
+            shape: [w, h, d],
+            z,
+            raters: masks
+                .iter()
+                .map(|m| m.as_ref().map(|m| plane(m, z, h, w)))
+                .collect(),
+        });
+    }
+    chosen.sort_by_key(|c| std::cmp::Reverse(rater_area(&c.raters)));
+    chosen.truncate(max);
+    chosen
+        .into_iter()
+        .map(|c| {
+            let [w, h, d] = c.shape;
+            let probs = c
+                .volume
+                .preds
+                .iter()
+                .map(|p| Ok(plane(&read_probability_volume(p, d, h, w)?, c.z, h, w)))
+                .collect::<Result<Vec<_>, FigureError>>()?;
+            let image = match &c.volume.image {
+                Some(p) => display_scaled(&plane(&read_volume(p, d, h, w)?, c.z, h, w)),
+                None => vec![0.0; h * w],
+            };
+            Ok(LoadedSlice {
+                w: w as u32,
+                h: h as u32,
+                image,
+                raters: c.raters,
+                probs,
+                name: format!("{}/{} z{}", c.volume.study_id, c.volume.target_id, c.z),
+            })
+        })
+        .collect()
+}
+
+/// Whether the folder holds one prediction per rater slot in every unit (slots seen in any
+/// unit: a missing rater has no file), i.e. whether [`personalised_figure`] applies.
+pub fn one_prediction_per_rater(dir: &Path) -> Result<bool, FigureError> {
+    let counts: Vec<(usize, usize)> = if read_header(dir)
+        .ok()
+        .is_some_and(|h| h.files == PredictionFiles::Nifti)
+    {
+        list_volumes(dir)?
+            .iter()
+            .map(|v| (v.raters.len(), v.preds.len()))
+            .collect()
+    } else {
+        list_slices(dir)?
+            .iter()
+            .map(|s| (s.raters.len(), s.preds.len()))
+            .collect()
+    };
+    let slots = counts.iter().map(|c| c.0).max().unwrap_or(0);
+    Ok(slots > 0 && counts.iter().all(|c| c.1 == slots))
+}
+
+/// Canvas size of one panel: the largest crop times [`SCALE`], so that rows of different
+/// crop sizes (volumes of several targets) never overlap.
+fn panel_size(slices: &[LoadedSlice]) -> (u32, u32) {
+    let w = slices.iter().map(|s| s.w).max().unwrap_or(0);
+    let h = slices.iter().map(|s| s.h).max().unwrap_or(0);
+    (w * SCALE, h * SCALE)
 }
 
 fn binarise(p: &[f32]) -> Vec<u8> {
@@ -115,7 +279,7 @@ pub fn samples_figure(
     max_slices: usize,
 ) -> Result<(u32, u32), FigureError> {
     let slices = pick(dir, max_slices)?;
-    let (pw, ph) = (slices[0].w * SCALE, slices[0].h * SCALE);
+    let (pw, ph) = panel_size(&slices);
     let width = PAD + 3 * (pw + PAD);
     let height = TITLE_H + slices.len() as u32 * (ph + TITLE_H + PAD) + PAD;
     let mut c = Canvas::new(width, height, WHITE);
@@ -127,10 +291,10 @@ pub fn samples_figure(
         1,
     );
     for (row, s) in slices.iter().enumerate() {
-        let y = (TITLE_H + row as u32 * (ph + TITLE_H + PAD)) as i64;
-        c.text(PAD as i64, y + 4, &s.name, BLACK, 1);
-        let y = y + TITLE_H as i64;
-        let x = |k: u32| (PAD + k * (pw + PAD)) as i64;
+        let (tx, ty) = row_title_origin(row, ph);
+        c.text(tx, ty, &s.name, BLACK, 1);
+        let (_, y) = panel_origin(row, 0, pw, ph);
+        let x = |k: u32| panel_origin(row, k as usize, pw, ph).0;
         c.blit_grey(x(0), y, &s.image, s.w, s.h, SCALE);
         for (k, m) in s.raters.iter().enumerate() {
             if let Some(m) = m {
@@ -172,7 +336,7 @@ pub fn personalised_figure(
         .map(|s| s.raters.len().max(s.probs.len()))
         .max()
         .unwrap_or(0) as u32;
-    let (pw, ph) = (slices[0].w * SCALE, slices[0].h * SCALE);
+    let (pw, ph) = panel_size(&slices);
     let width = PAD + r * (pw + PAD);
     let height = TITLE_H + slices.len() as u32 * (ph + TITLE_H + PAD) + PAD;
     let mut c = Canvas::new(width, height, WHITE);
@@ -184,11 +348,10 @@ pub fn personalised_figure(
         1,
     );
     for (row, s) in slices.iter().enumerate() {
-        let y = (TITLE_H + row as u32 * (ph + TITLE_H + PAD)) as i64;
-        c.text(PAD as i64, y + 4, &s.name, BLACK, 1);
-        let y = y + TITLE_H as i64;
+        let (tx, ty) = row_title_origin(row, ph);
+        c.text(tx, ty, &s.name, BLACK, 1);
         for k in 0..r as usize {
-            let x = (PAD + k as u32 * (pw + PAD)) as i64;
+            let (x, y) = panel_origin(row, k, pw, ph);
             c.blit_grey(x, y, &s.image, s.w, s.h, SCALE);
             if let Some(p) = s.probs.get(k) {
                 c.tint(

@@ -183,6 +183,11 @@ pub struct SavedVolume {
     pub dir: PathBuf,
     /// `pred_01.nii[.gz] ..` in order.
     pub preds: Vec<PathBuf>,
+    /// `[R]` `rater_k.nii[.gz]` where present, R being the highest k found (a missing
+    /// rater has no file).
+    pub raters: Vec<Option<PathBuf>>,
+    /// `image.nii[.gz]`, when saved.
+    pub image: Option<PathBuf>,
 }
 
 /// The number `k` of `<prefix><k>.nii` / `<prefix><k>.nii.gz`, if the name has that form.
@@ -208,13 +213,42 @@ pub fn list_volumes(dir: &Path) -> Result<Vec<SavedVolume>, PredictionsError> {
                 continue;
             }
             let mut preds = Vec::new();
+            let mut raters: Vec<Option<PathBuf>> = Vec::new();
+            let mut image = None;
             for (name, p) in list_dir(&tp)? {
                 match numbered(&name, "pred_") {
                     None => {}
-                    Some(Ok(k)) => preds.push((k, p)),
+                    Some(Ok(k)) => preds.push((k, p.clone())),
                     Some(Err(())) => {
                         return Err(invalid(&p, "expected pred_<number>.nii.gz (or .nii)"))
                     }
+                }
+                match numbered(&name, "rater_") {
+                    None => {}
+                    Some(Ok(k)) if k >= 1 => {
+                        if raters.len() < k {
+                            raters.resize(k, None);
+                        }
+                        if raters[k - 1].is_some() {
+                            return Err(invalid(
+                                &p,
+                                format!("rater {k} exists as both .nii and .nii.gz"),
+                            ));
+                        }
+                        raters[k - 1] = Some(p.clone());
+                    }
+                    Some(_) => {
+                        return Err(invalid(
+                            &p,
+                            "expected rater_<number from 1>.nii.gz (or .nii)",
+                        ))
+                    }
+                }
+                if name == "image.nii.gz" || name == "image.nii" {
+                    if image.is_some() {
+                        return Err(invalid(&p, "the image exists as both .nii and .nii.gz"));
+                    }
+                    image = Some(p);
                 }
             }
             if preds.is_empty() {
@@ -238,15 +272,50 @@ pub fn list_volumes(dir: &Path) -> Result<Vec<SavedVolume>, PredictionsError> {
                 target_id: target.clone(),
                 dir: tp.clone(),
                 preds: preds.into_iter().map(|(_, p)| p).collect(),
+                raters,
+                image,
             });
         }
     }
     Ok(out)
 }
 
-/// Reads one probability volume of NIfTI shape `(W, H, D)` as `[D, H, W]` row-major,
-/// refusing another shape, non-finite values and values outside [0, 1].
-pub fn read_probability_volume(
+/// The NIfTI shape `(x, y, z)` of a file's `dim`, trailing singleton dimensions dropped (a
+/// 4D file with t = 1 is a volume) and missing ones padded with 1 (a 2D file is one plane).
+fn shape_of(path: &Path, header: &NiftiHeader) -> Result<Vec<usize>, PredictionsError> {
+    let dim = header
+        .dim()
+        .map_err(|e| crate::predictions::invalid(path, format!("has an invalid dim field: {e}")))?;
+    let mut shape: Vec<usize> = dim.iter().map(|&v| v as usize).collect();
+    while shape.len() > 3 && shape.last() == Some(&1) {
+        shape.pop();
+    }
+    while shape.len() < 3 {
+        shape.push(1);
+    }
+    Ok(shape)
+}
+
+/// The NIfTI shape `(x, y, z) = (W, H, D)` of a volume, from its header alone (no voxel
+/// data is decoded): how a reader that is not told the shape (the report's figures) learns it.
+pub fn volume_shape(path: &Path) -> Result<[usize; 3], PredictionsError> {
+    let header = NiftiHeader::from_file(path).map_err(|e| {
+        crate::predictions::invalid(path, format!("is not a readable NIfTI-1 file: {e}"))
+    })?;
+    match shape_of(path, &header)?[..] {
+        [x, y, z] => Ok([x, y, z]),
+        ref other => Err(crate::predictions::invalid(
+            path,
+            format!("has shape {other:?}: expected a 3D volume (x, y, z)"),
+        )),
+    }
+}
+
+/// Reads one volume of NIfTI shape `(W, H, D)` (any NIfTI-1 datatype, scl_slope/scl_inter
+/// applied) as `[D, H, W]` row-major f32, refusing another shape. The one place the
+/// `(x, y, z)` -> `[z][y][x]` axis order is decided; the probability, mask and image
+/// readers all go through it.
+pub fn read_volume(
     path: &Path,
     depth: usize,
     height: usize,
@@ -256,24 +325,12 @@ pub fn read_probability_volume(
     let obj = ReaderOptions::new()
         .read_file(path)
         .map_err(|e| invalid(path, format!("is not a readable NIfTI-1 file: {e}")))?;
-    let dim = obj
-        .header()
-        .dim()
-        .map_err(|e| invalid(path, format!("has an invalid dim field: {e}")))?
-        .to_vec();
-    // Trailing singleton dimensions (a 4D file with t = 1) are harmless.
-    let mut shape: Vec<usize> = dim.iter().map(|&v| v as usize).collect();
-    while shape.len() > 3 && shape.last() == Some(&1) {
-        shape.pop();
-    }
-    while shape.len() < 3 {
-        shape.push(1);
-    }
+    let shape = shape_of(path, obj.header())?;
     if shape != [width, height, depth] {
         return Err(invalid(
             path,
             format!(
-                "has shape {dim:?} (x, y, z), expected ({width}, {height}, {depth}): x = crop \
+                "has shape {shape:?} (x, y, z), expected ({width}, {height}, {depth}): x = crop \
                  width, y = crop height, z = the target's {depth} slices in the manifest"
             ),
         ));
@@ -287,14 +344,25 @@ pub fn read_probability_volume(
         .to_shape(((width, height, depth), ndarray::Order::ColumnMajor))
         .map_err(|e| invalid(path, format!("voxel data has an unexpected layout: {e}")))?;
     // Reversing the axes gives (z, y, x): its logical order is [D, H, W] row-major.
-    let values: Vec<f32> = arr.reversed_axes().iter().copied().collect();
+    Ok(arr.reversed_axes().iter().copied().collect())
+}
+
+/// Reads one probability volume of NIfTI shape `(W, H, D)` as `[D, H, W]` row-major,
+/// refusing another shape, non-finite values and values outside [0, 1].
+pub fn read_probability_volume(
+    path: &Path,
+    depth: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<f32>, PredictionsError> {
+    let values = read_volume(path, depth, height, width)?;
     if let Some((i, v)) = values
         .iter()
         .enumerate()
         .find(|(_, v)| !(v.is_finite() && (0.0..=1.0).contains(*v)))
     {
         let (z, y, x) = (i / (width * height), (i / width) % height, i % width);
-        return Err(invalid(
+        return Err(crate::predictions::invalid(
             path,
             format!(
                 "voxel (x={x}, y={y}, z={z}) is {v}: predictions must be probabilities in \
@@ -303,6 +371,21 @@ pub fn read_probability_volume(
         ));
     }
     Ok(values)
+}
+
+/// Reads one rater mask volume of NIfTI shape `(W, H, D)` as `[D, H, W]` row-major 0/1:
+/// any non-zero voxel is foreground, as the writer stores `mask != 0` (so a 0/255 mask
+/// from another tool reads the same).
+pub fn read_mask_volume(
+    path: &Path,
+    depth: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<u8>, PredictionsError> {
+    Ok(read_volume(path, depth, height, width)?
+        .into_iter()
+        .map(|v| (v != 0.0) as u8)
+        .collect())
 }
 
 /// Voxel geometry of every (study, target) of `studies`, read from the manifest's shards
