@@ -3,7 +3,8 @@
 //! drew the most (ties -> lowest z), rows ranked by that area, and every panel pixel equals
 //! what numpy computed from the (x, y, z) volumes (rater and sample contours at (row,
 //! column), never transposed; image and mean-probability greys). `dpersona report` writes
-//! the same figures for the folder.
+//! the same figures for the folder; a volume of the wrong shape or an empty folder is
+//! refused naming the file.
 use std::path::Path;
 
 use eval::figures::{
@@ -309,6 +310,30 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
         figure_slices: ROWS,
     })
     .unwrap();
+    // Bad input names the file and what is wrong.
+    let err = samples_figure(
+        &dir.path().join("bad_shape"),
+        &dir.path().join("x.png"),
+        ROWS,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("ST_A/1/rater_1.nii.gz") && err.contains(&format!("expected ({w}, {h}, 4)")),
+        "{err}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::copy(
+        preds.join("predictions.json"),
+        empty.join("predictions.json"),
+    )
+    .unwrap();
+    let err = samples_figure(&empty, &dir.path().join("x.png"), ROWS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no pred_01.nii.gz"), "{err}");
+
     for (made, direct) in [
         ("samples_preds.png", &samples),
         ("personalised_preds.png", &personal),
@@ -318,5 +343,12 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
             std::fs::read(direct).unwrap(),
             "{made} differs from the figure drawn directly"
         );
+        if let Ok(keep) = std::env::var("EVAL_KEEP_FIGURES") {
+            std::fs::copy(
+                figs.join(made),
+                Path::new(&keep).join(format!("nifti_{made}")),
+            )
+            .unwrap();
+        }
     }
 }

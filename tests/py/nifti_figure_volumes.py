@@ -10,13 +10,15 @@ The masks are asymmetric shapes off-centre (an L, bars) that lie in one plane ea
 transposed or mirrored plane, or the wrong plane, shows different pixels. expected.json
 holds the rows the figures must draw, best first: ST_A/1 (the L, largest area, plane 2),
 ST_B/2 (two planes tie on area, the lowest, 1, must be drawn; rater 1 is missing) and
-ST_C/1 (one pixel; dropped when 2 rows are drawn). Per row, [H][W] arrays indexed
+ST_C/1 (one pixel; dropped when 2 rows are drawn). OUT/bad_shape is the same folder with
+ST_A's rater 1 one plane short (shape (W, H, 3)), for the error test. Per row, [H][W] arrays indexed
 [row][column]: the display grey of the image plane (min-max scaled to 0..255), each rater's
 contour (foreground with a 4-neighbour in the background or outside; null = missing rater)
 and foreground, each prediction's contour and foreground (p > 0.5), and the grey of the
 mean probability.
 """
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -116,6 +118,12 @@ def main(out):
             pred_fg=[(p[z] > 0.5).astype(np.uint8).tolist() for p in probs],
             mean_grey=np.round(np.clip(mean, 0, 1) * 255.0).astype(int).tolist(),
         ))
+    # Bad input: ST_A's rater 1 one plane short of its predictions.
+    bad = out / "bad_shape"
+    shutil.copytree(preds_dir, bad)
+    short = np.zeros((3, H, W), np.uint8)
+    short[1, 5:9, 5:9] = 1
+    save(short, bad / "ST_A" / "1" / "rater_1.nii.gz", np.uint8)
     rows.sort(key=lambda r: -r["area"])
     (out / "expected.json").write_text(json.dumps(dict(rows=rows)))
     print(f"wrote {len(rows)} volumes; rows by area: "
