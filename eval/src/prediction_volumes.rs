@@ -1,7 +1,8 @@
 //! NIfTI volumes in the predictions folder, for VOLUME units (NIfTI manifests, or
 //! `--unit volume`): `dpersona eval --save-predictions DIR` writes them and
 //! `--predictions DIR` scores them, so volumes predicted by any tool (nibabel, SimpleITK,
-//! the authors' scripts) land in the same metric frame.
+//! the authors' scripts) land in the same metric frame; `dpersona report --predictions DIR`
+//! draws them (one plane per target, see `crate::figures`).
 //!
 //! Layout (`predictions.json` has `"files": "nifti"` and `"unit": "volume"`):
 //!
@@ -11,8 +12,9 @@
 //!     pred_01.nii.gz .. pred_NN.nii.gz   predicted probabilities, float32 in [0, 1];
 //!                                        N >= 1, numbered 1..N without gaps
 //!     rater_1.nii.gz .. rater_R.nii.gz   rater masks, uint8 0/1, scored slot order
-//!                                        (present raters only; for viewers, never scored)
-//!     image.nii.gz                       image channel 0, float32 (for viewers)
+//!                                        (present raters only; for viewers and
+//!                                        figures, never scored)
+//!     image.nii.gz                       image channel 0, float32 (for viewers and figures)
 //! ```
 //!
 //! Every volume has NIfTI shape `(x, y, z) = (W, H, D)`: x runs along a crop row (columns),
