@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
+use rayon::prelude::*;
 use schemas::manifest::{RaterOrder, SourceKind};
 use schemas::slice::SliceRecord;
 use serde::{Deserialize, Serialize};
@@ -115,19 +116,36 @@ impl SourceFormat for LidcFormat {
         // their own folder, whose load then reports the parse error (one study rejected,
         // not the whole input).
         let mut broken_by_folder: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
-        for (dir, files) in &folders {
-            for f in files.iter().filter(|f| is_ext(f, "xml")) {
-                match xml::parse_file(f) {
-                    Ok(XmlKind::Ct(x)) => xml_by_series
-                        .entry(x.series_instance_uid)
-                        .or_default()
-                        .push(f.clone()),
-                    Ok(XmlKind::Other(_)) => {}
-                    Err(_) => broken_by_folder
-                        .entry(dir.clone())
-                        .or_default()
-                        .push(f.clone()),
-                }
+        // Parsing every XML is most of discover's time and discover runs before any
+        // study loads: parse them in parallel (on the caller's rayon pool), then file them
+        // in folder order as before.
+        let xml_files: Vec<(&PathBuf, &PathBuf)> = folders
+            .iter()
+            .flat_map(|(dir, files)| {
+                files
+                    .iter()
+                    .filter(|f| is_ext(f, "xml"))
+                    .map(move |f| (dir, f))
+            })
+            .collect();
+        // Only the series UID is kept (not the parsed reads), so memory stays flat.
+        let series_of: Vec<Result<Option<String>, StudyError>> = xml_files
+            .par_iter()
+            .map(|(_, f)| {
+                xml::parse_file(f).map(|kind| match kind {
+                    XmlKind::Ct(x) => Some(x.series_instance_uid),
+                    XmlKind::Other(_) => None,
+                })
+            })
+            .collect();
+        for ((dir, f), series) in xml_files.into_iter().zip(series_of) {
+            match series {
+                Ok(Some(uid)) => xml_by_series.entry(uid).or_default().push(f.clone()),
+                Ok(None) => {}
+                Err(_) => broken_by_folder
+                    .entry(dir.clone())
+                    .or_default()
+                    .push(f.clone()),
             }
         }
         let mut studies = Vec::new();

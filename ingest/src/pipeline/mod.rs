@@ -220,8 +220,14 @@ pub fn run_ingest(
     if !raw.is_dir() {
         return Err(IngestError::MissingInput(raw.to_path_buf()));
     }
-    let found = format
-        .discover(raw)
+    // One pool for discovery (a format may parallelise it) and loading, sized by --threads.
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = options.threads {
+        builder = builder.num_threads(n);
+    }
+    let pool = builder.build()?;
+    let found = pool
+        .install(|| format.discover(raw))
         .map_err(|source| IngestError::Discover {
             raw: raw.to_path_buf(),
             source,
@@ -284,11 +290,6 @@ pub fn run_ingest(
         ProgressBar::hidden()
     };
 
-    let mut builder = rayon::ThreadPoolBuilder::new();
-    if let Some(n) = options.threads {
-        builder = builder.num_threads(n);
-    }
-    let pool = builder.build()?;
     let first_index = previous.last().map_or(0, |s| s.index + 1);
     let writer = ShardWriter::new(
         &shard_dir,
