@@ -13,23 +13,26 @@ N=${BENCH_INGEST_STUDIES:-50}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# measure OUTFILE CMD...: wall seconds and peak RSS (kB) of CMD via GNU time.
+# measure OUTFILE CMD...: wall seconds, peak RSS (kB) and CPU seconds (user + sys) of CMD
+# via GNU time.
 measure() {
   local out=$1; shift
-  /usr/bin/time -f "%e %M" -o "$out" "$@" > "$out.stdout" 2> "$out.stderr" || { cat "$out.stderr" >&2; return 1; }
+  /usr/bin/time -f "%e %M %U %S" -o "$out" "$@" > "$out.stdout" 2> "$out.stderr" || { cat "$out.stderr" >&2; return 1; }
 }
 rows_of() { "$PY" -c "import polars as pl,sys; print(pl.read_parquet(sys.argv[1]+'/manifest.parquet')['n_slices'].sum())" "$1"; }
 
 "$BIN" synth lidc "$work/raw" --studies "$N" --seed 1337 > /dev/null
 measure "$work/dp.time" "$BIN" ingest lidc "$work/raw" --out "$work/dp"
 measure "$work/ref.time" "$PY" bench/ingest_reference.py "$work/raw" "$work/ref"
-read -r dp_s dp_kb < "$work/dp.time"
-read -r ref_s ref_kb < "$work/ref.time"
+read -r dp_s dp_kb dp_u dp_sys < "$work/dp.time"
+read -r ref_s ref_kb ref_u ref_sys < "$work/ref.time"
 dp_rows=$(rows_of "$work/dp")
 ref_rows=$(tail -n1 "$work/ref.time.stdout")
-awk -v np="$(nproc)" -v n="$N" -v dr="$dp_rows" -v ds="$dp_s" -v rr="$ref_rows" -v rs="$ref_s" -v dk="$dp_kb" -v rk="$ref_kb" 'BEGIN {
-  d = dr / ds; r = rr / rs
-  printf "| ingest lidc, %d studies (slices/s) | %.0f | %.0f | %.1fx | %d vs %d rows; %d cores; both hash sources (SHA-256) and write zstd Parquet |\n", n, d, r, d / r, dr, rr, np
+awk -v np="$(nproc)" -v n="$N" -v dr="$dp_rows" -v ds="$dp_s" -v rr="$ref_rows" -v rs="$ref_s" -v dk="$dp_kb" -v rk="$ref_kb" \
+    -v du="$dp_u" -v dsy="$dp_sys" -v ru="$ref_u" -v rsy="$ref_sys" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+  d = dr / ds; r = rr / rs; dc = du + dsy; rc = ru + rsy
+  printf "| ingest lidc, %d studies (slices/s) | %.0f | %.0f | %.1fx | %d vs %d rows; %d cores, load %s; both hash sources (SHA-256) and write zstd Parquet |\n", n, d, r, d / r, dr, rr, np, load
+  printf "| ingest lidc, %d studies (CPU ms per study, user+sys) | %.1f | %.1f | %.1fx | lower is better; wall %.2f s vs %.2f s |\n", n, 1000 * dc / n, 1000 * rc / n, rc / dc, ds, rs
   printf "| ingest lidc, %d studies (peak RSS MB) | %.0f | %.0f | %.2fx | lower is better |\n", n, dk / 1024, rk / 1024, dk / rk
 }'
 
@@ -38,8 +41,8 @@ awk -v np="$(nproc)" -v n="$N" -v dr="$dp_rows" -v ds="$dp_s" -v rr="$ref_rows" 
 # is importing its modules. Both are included in the rows above.
 measure "$work/dp0.time" "$BIN" --help
 measure "$work/ref0.time" "$PY" -c "import hashlib, numpy, pyarrow.parquet, pydicom, scipy.sparse.csgraph, scipy.spatial, matplotlib.path"
-read -r dp0_s dp0_kb < "$work/dp0.time"
-read -r ref0_s ref0_kb < "$work/ref0.time"
+read -r dp0_s dp0_kb _ _ < "$work/dp0.time"
+read -r ref0_s ref0_kb _ _ < "$work/ref0.time"
 awk -v ds="$dp0_s" -v rs="$ref0_s" -v dk="$dp0_kb" -v rk="$ref0_kb" 'BEGIN {
   printf "| process start only (s; peak RSS MB) | %.2f; %.0f | %.2f; %.0f | %.2fx | `dpersona --help` (libtorch is loaded only by train/eval) vs the reference'"'"'s imports; part of every row above |\n", ds, dk / 1024, rs, rk / 1024, ds / rs
 }'
@@ -47,7 +50,7 @@ awk -v ds="$dp0_s" -v rs="$ref0_s" -v dk="$dp0_kb" -v rk="$ref0_kb" 'BEGIN {
 N8=$((N * 8))
 "$BIN" synth lidc "$work/raw8" --studies "$N8" --seed 1337 > /dev/null
 measure "$work/dp8.time" "$BIN" ingest lidc "$work/raw8" --out "$work/dp8"
-read -r dp8_s dp8_kb < "$work/dp8.time"
+read -r dp8_s dp8_kb _ _ < "$work/dp8.time"
 dp8_rows=$(rows_of "$work/dp8")
 awk -v n="$N" -v n8="$N8" -v dk="$dp_kb" -v dk8="$dp8_kb" -v r8="$dp8_rows" -v s8="$dp8_s" 'BEGIN {
   printf "| ingest lidc peak RSS, %d vs %d studies (MB) | %.0f | %.0f | %.2fx | flat memory: %d-study run at %.0f slices/s |\n", n8, n, dk8 / 1024, dk / 1024, dk8 / dk, n8, r8 / s8
