@@ -50,6 +50,22 @@ fn truncated_dicom() {
     );
 }
 
+/// A file missing only its last two bytes: the header-only read (which checks that the file
+/// ends with a whole Pixel Data element) must not take it for complete.
+#[test]
+fn dicom_short_by_two_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let (f, s) = one_study(d.path());
+    let p = dcm(&s, 3);
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() - 2]).unwrap();
+    let e = load_err(&f, d.path());
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("truncated"),
+        "{e}"
+    );
+}
+
 #[test]
 fn dicom_without_pixel_data() {
     let d = tempfile::tempdir().unwrap();

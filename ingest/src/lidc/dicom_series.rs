@@ -195,12 +195,75 @@ struct SliceHeader {
     patient_id: String,
 }
 
+/// Bytes one native frame needs (Bits Allocated defaults to 16 and Samples per Pixel to 1,
+/// as [`read_slice_header`] reads them).
+fn frame_bytes(obj: &DefaultDicomObject) -> Option<usize> {
+    let rows = int(obj, tags::ROWS)? as usize;
+    let columns = int(obj, tags::COLUMNS)? as usize;
+    let bits = int(obj, tags::BITS_ALLOCATED).unwrap_or(16) as usize;
+    let spp = int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+    Some(rows * columns * spp * bits.div_ceil(8))
+}
+
+/// The header of a slice file without reading its pixel data, when the file provably ends
+/// with a complete native Pixel Data element: little-endian transfer syntax and, at
+/// `file length - frame bytes - element header`, the (7FE0,0010) tag with a value length of
+/// exactly one frame. `None` for anything else (compressed, big-endian, trailing elements,
+/// a truncated file, ...), which the caller then opens whole and checks as before.
+///
+/// Most slices of a scan hold no nodule and only need their header: reading and copying
+/// their 512 x 512 pixels just to check them was ~9% of ingest's CPU.
+fn header_with_verified_pixels(path: &Path) -> Option<DefaultDicomObject> {
+    use std::io::{Read, Seek, SeekFrom};
+    const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+    const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .ok()?;
+    let explicit = match obj.meta().transfer_syntax().trim_end_matches('\0') {
+        EXPLICIT_LE => true,
+        IMPLICIT_LE => false,
+        _ => return None,
+    };
+    let need = frame_bytes(&obj)?;
+    let head = if explicit { 12 } else { 8 };
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len() as usize;
+    let at = len.checked_sub(need + head)?;
+    let mut h = [0u8; 12];
+    file.seek(SeekFrom::Start(at as u64)).ok()?;
+    file.read_exact(&mut h[..head]).ok()?;
+    let tag_ok = h[..4] == [0xE0, 0x7F, 0x10, 0x00];
+    let (vr_ok, length) = if explicit {
+        (
+            (&h[4..6] == b"OW" || &h[4..6] == b"OB") && h[6..8] == [0, 0],
+            u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
+        )
+    } else {
+        (true, u32::from_le_bytes([h[4], h[5], h[6], h[7]]))
+    };
+    (tag_ok && vr_ok && length as usize == need).then_some(obj)
+}
+
 fn read_slice_header(path: &Path) -> Result<SliceHeader, StudyError> {
-    let obj = open(path)?;
-    let rows = required(int(&obj, tags::ROWS), path, "Rows (0028,0010)")? as u32;
-    let columns = required(int(&obj, tags::COLUMNS), path, "Columns (0028,0011)")? as u32;
+    if let Some(obj) = header_with_verified_pixels(path) {
+        return slice_header(&obj, path, false);
+    }
+    slice_header(&open(path)?, path, true)
+}
+
+/// Header facts of an opened slice file; `check_pixels`: the object holds its Pixel Data,
+/// whose presence and size are checked here.
+fn slice_header(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    check_pixels: bool,
+) -> Result<SliceHeader, StudyError> {
+    let rows = required(int(obj, tags::ROWS), path, "Rows (0028,0010)")? as u32;
+    let columns = required(int(obj, tags::COLUMNS), path, "Columns (0028,0011)")? as u32;
     let ipp = required(
-        floats(&obj, tags::IMAGE_POSITION_PATIENT),
+        floats(obj, tags::IMAGE_POSITION_PATIENT),
         path,
         "ImagePositionPatient (0020,0032)",
     )?;
@@ -211,7 +274,7 @@ fn read_slice_header(path: &Path) -> Result<SliceHeader, StudyError> {
         ));
     }
     let ps = required(
-        floats(&obj, tags::PIXEL_SPACING),
+        floats(obj, tags::PIXEL_SPACING),
         path,
         "PixelSpacing (0028,0030)",
     )?;
@@ -221,51 +284,54 @@ fn read_slice_header(path: &Path) -> Result<SliceHeader, StudyError> {
             format!("PixelSpacing {ps:?} is not two positive numbers"),
         ));
     }
-    let pixel = obj
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .ok_or_else(|| err(path, "no pixel data (7FE0,0010)"))?;
-    check_transfer_syntax(&obj, path)?;
-    // Native pixel data must hold the whole frame; encapsulated data is checked at decode.
-    if let Ok(bytes) = pixel.to_bytes() {
-        let bits = int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) as usize;
-        let spp = int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
-        let need = rows as usize * columns as usize * spp * bits.div_ceil(8);
-        if bytes.len() < need {
-            return Err(err(
-                path,
-                format!(
-                    "pixel data is {} bytes, a {rows}x{columns} frame needs {need} (truncated)",
-                    bytes.len()
-                ),
-            ));
+    if check_pixels {
+        let pixel = obj
+            .element_opt(tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .ok_or_else(|| err(path, "no pixel data (7FE0,0010)"))?;
+        check_transfer_syntax(obj, path)?;
+        // Native pixel data must hold the whole frame; encapsulated data is checked at
+        // decode.
+        if let Ok(bytes) = pixel.to_bytes() {
+            let need = frame_bytes(obj).unwrap_or(0);
+            if bytes.len() < need {
+                return Err(err(
+                    path,
+                    format!(
+                        "pixel data is {} bytes, a {rows}x{columns} frame needs {need} (truncated)",
+                        bytes.len()
+                    ),
+                ));
+            }
         }
+    } else {
+        check_transfer_syntax(obj, path)?;
     }
     Ok(SliceHeader {
         slice: CtSlice {
             path: path.to_path_buf(),
             sop_instance_uid: required(
-                text(&obj, tags::SOP_INSTANCE_UID),
+                text(obj, tags::SOP_INSTANCE_UID),
                 path,
                 "SOPInstanceUID (0008,0018)",
             )?,
             z_mm: ipp[2],
-            instance_number: int(&obj, tags::INSTANCE_NUMBER).unwrap_or(i64::MAX),
+            instance_number: int(obj, tags::INSTANCE_NUMBER).unwrap_or(i64::MAX),
         },
         rows,
         columns,
         spacing: [ps[0], ps[1]],
-        thickness: floats(&obj, tags::SLICE_THICKNESS)
+        thickness: floats(obj, tags::SLICE_THICKNESS)
             .and_then(|v| v.first().copied())
             .filter(|t| *t > 0.0),
         series_uid: required(
-            text(&obj, tags::SERIES_INSTANCE_UID),
+            text(obj, tags::SERIES_INSTANCE_UID),
             path,
             "SeriesInstanceUID (0020,000E)",
         )?,
-        study_uid: text(&obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
-        patient_id: text(&obj, tags::PATIENT_ID).unwrap_or_default(),
+        study_uid: text(obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+        patient_id: text(obj, tags::PATIENT_ID).unwrap_or_default(),
     })
 }
 
