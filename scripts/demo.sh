@@ -16,7 +16,12 @@ step "2/5 ingest: DICOM + XML -> Parquet slice shards + manifest"
 $DP ingest lidc "$OUT/raw" --out "$OUT/data" --crop-size 64
 
 step "3/5 train: D-Persona, small preset, Stage I then Stage II"
-$DP train --manifest "$OUT/data/manifest.parquet" --out "$OUT/runs/demo" --preset small --seed 7
+# A rerun continues (or finds finished) the run of an earlier `make demo`, as ingest does.
+if [ -f "$OUT/runs/demo/config.toml" ]; then
+  $DP train --manifest "$OUT/data/manifest.parquet" --out "$OUT/runs/demo" --resume
+else
+  $DP train --manifest "$OUT/data/manifest.parquet" --out "$OUT/runs/demo" --preset small --seed 7
+fi
 
 step "4/5 eval: Stage I samples and Stage II personalised masks on the test split"
 $DP eval --run "$OUT/runs/demo" --out "$OUT/results.parquet" --samples 10 --bank 100 \
