@@ -11,20 +11,7 @@ use ingest::lidc::{read_series, LidcFormat, LidcParams};
 use ingest::pipeline::{run_ingest, IngestOptions};
 
 fn dicom_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "dcm") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
+    testkit::files_with_extension(dir, "dcm")
 }
 
 /// A copy of `src` at `dst` with some header elements replaced.

@@ -47,19 +47,7 @@ fn compare(files: &[PathBuf], work: &Path) -> String {
 fn synth_lidc_files_read_the_same_in_pydicom() {
     let dir = tempfile::tempdir().unwrap();
     let summary = ingest::synth::lidc::write_dataset(dir.path(), 1, 7).unwrap();
-    let mut files = Vec::new();
-    let mut stack = vec![dir.path().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "dcm") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = testkit::files_with_extension(dir.path(), "dcm");
     assert_eq!(files.len(), summary.dicom_files);
     let work = tempfile::tempdir().unwrap();
     let text = compare(&files, work.path());

@@ -68,3 +68,22 @@ pub fn run_py<S: AsRef<OsStr>>(script: &str, args: &[S]) -> String {
     print!("{stdout}");
     stdout
 }
+
+/// Every file under `dir` (recursively) whose extension is `ext`, sorted: the DICOM files a
+/// synthetic LIDC dataset spreads over patient/study/series folders, for example.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -60,17 +60,21 @@ fn err(path: &Path, reason: impl Into<String>) -> StudyError {
     StudyError::new(path, reason)
 }
 
+/// The reason for a file dicom-object could not parse, with the whole cause chain (the
+/// innermost cause says what was wrong: a truncated element, a bad tag).
+fn unreadable(path: &Path, e: &(dyn std::error::Error + 'static)) -> StudyError {
+    err(
+        path,
+        format!(
+            "not a readable DICOM file (truncated or corrupt?): {}",
+            schemas::error::one_line(e)
+        ),
+    )
+}
+
 /// Opens a DICOM file, turning the crate's error into a reason that names the problem.
 fn open(path: &Path) -> Result<DefaultDicomObject, StudyError> {
-    open_file(path).map_err(|e| {
-        let mut msg = format!("not a readable DICOM file (truncated or corrupt?): {e}");
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        err(path, msg)
-    })
+    open_file(path).map_err(|e| unreadable(path, &e))
 }
 
 /// Like [`open`], parsing a file already read into memory (`bytes`), with the preamble rule
@@ -85,15 +89,7 @@ fn open_bytes(path: &Path, bytes: &[u8]) -> Result<DefaultDicomObject, StudyErro
     OpenFileOptions::new()
         .read_preamble(preamble)
         .from_reader(bytes)
-        .map_err(|e| {
-            let mut msg = format!("not a readable DICOM file (truncated or corrupt?): {e}");
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            err(path, msg)
-        })
+        .map_err(|e| unreadable(path, &e))
 }
 
 fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
