@@ -130,6 +130,7 @@ impl Dataset {
                 index.push_part(&shard_path, part, &studies)?;
             }
         }
+        index.sort_by_id();
         if index.rows.is_empty() {
             return Err(LoaderError::EmptySelection {
                 manifest: mpath,
@@ -357,6 +358,30 @@ impl Index {
         }
         self.parts.push(part);
         Ok(())
+    }
+
+    /// Puts the rows in (study, target, slice) order. Why not shard order: ingest writes
+    /// studies as its threads finish them (and a resumed ingest in resume order), so two
+    /// ingests of the same studies hold the same rows in different orders, and the seeded
+    /// shuffle of positions would then serve different samples: the same data and seed
+    /// must train the same model.
+    fn sort_by_id(&mut self) {
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&self.ids[a], &self.ids[b]);
+            (&x.study_id, &x.target_id, x.slice_index).cmp(&(
+                &y.study_id,
+                &y.target_id,
+                y.slice_index,
+            ))
+        });
+        let r = self.dims.1;
+        self.rows = order.iter().map(|&i| self.rows[i]).collect();
+        self.ids = order.iter().map(|&i| self.ids[i].clone()).collect();
+        self.present = order
+            .iter()
+            .flat_map(|&i| self.present[i * r..(i + 1) * r].iter().copied())
+            .collect();
     }
 }
 
