@@ -65,7 +65,9 @@ fn main() {
     if let [_, help, command] = argv.as_slice() {
         if help == "help" && (command == "train" || command == "eval") {
             let command = command.to_string_lossy();
-            let _ = exit_with(torch_commands::run(&command, &["--help".into()]));
+            if let Err(err) = exit_with(torch_commands::run(&command, &["--help".into()])) {
+                fail(err);
+            }
         }
     }
     let cli = Cli::parse();
@@ -77,9 +79,14 @@ fn main() {
         Command::Report(args) => eval::cli::run_report(args),
     };
     if let Err(err) = result {
-        eprintln!("error: {}", schemas::error::one_line(err.as_ref()));
-        std::process::exit(1);
+        fail(err);
     }
+}
+
+/// Prints the error with its causes on one line and exits with status 1.
+fn fail(err: anyhow::Error) -> ! {
+    eprintln!("error: {}", schemas::error::one_line(err.as_ref()));
+    std::process::exit(1)
 }
 
 /// Exits with the torch library's exit code (it printed its own errors).
