@@ -244,6 +244,7 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
 }
 
 fn ingest_with(format: &dyn SourceFormat, common: &IngestCommon) -> anyhow::Result<()> {
+    schemas::host_memory::keep_freed_memory();
     if let Some(c) = common.crop_size {
         anyhow::ensure!(c > 0, "--crop-size must be at least 1");
     }

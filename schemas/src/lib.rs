@@ -15,11 +15,15 @@
 //! - [`metrics`]: tidy metric frames and their summaries, the output of eval.
 //! - [`train_log`]: the machine-readable training log.
 //! - [`fused`]: fused training labels (MV, STAPLE), cached next to the shards.
+//! - [`host_memory`]: glibc kept from returning freed memory to the kernel (ingest and
+//!   training both reuse the same buffers over and over; shared here, the crate every stage
+//!   depends on).
 //! - [`hashing`]: content hashes of files and byte buffers (provenance, checksums).
 pub mod atomic;
 pub mod error;
 pub mod fused;
 pub mod hashing;
+pub mod host_memory;
 pub mod manifest;
 pub mod meta;
 pub mod metrics;

@@ -62,7 +62,7 @@ fn main() {
     tch::manual_seed(1337);
     // As `dpersona train` does (glibc keeps freed tensor memory); --no-keep-memory for A/B.
     if !args.iter().any(|a| a == "--no-keep-memory") {
-        train::host_memory::keep_freed_memory();
+        schemas::host_memory::keep_freed_memory();
     }
     if args.iter().any(|a| a == "--sgemm-only") {
         // The matmul rate alone, in this process's environment (no loader, no model): tells

@@ -317,7 +317,7 @@ pub fn baseline_spec(
 }
 
 pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    crate::host_memory::keep_freed_memory();
+    schemas::host_memory::keep_freed_memory();
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }
@@ -486,7 +486,7 @@ fn latest_pointer_for(run: &Path) -> PathBuf {
 }
 
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
-    crate::host_memory::keep_freed_memory();
+    schemas::host_memory::keep_freed_memory();
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }

@@ -9,7 +9,6 @@
 //! - [`config`]: the training configuration (presets + user TOML, unknown keys rejected).
 //! - [`optim`]: Adam over tch tensors with savable state; [`schedule`]: per-epoch cosine lr.
 //! - [`seeding`]: every random draw seeded from (seed, stage, epoch, step), for resume.
-//! - [`host_memory`]: glibc kept from returning freed tensor memory between steps.
 //! - [`checkpoint`]: crash-safe safetensors checkpoints with JSON sidecars.
 //! - [`run_dir`]: the run folder layout and the `runs/latest` pointer.
 //! - [`train_log`]: `train_log.parquet` and the readable `train.log`.
@@ -29,7 +28,6 @@ pub mod cli;
 pub mod config;
 pub mod epoch_end;
 pub mod evaluate;
-pub mod host_memory;
 pub mod infer;
 pub mod loader;
 pub mod losses;

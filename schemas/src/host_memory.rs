@@ -1,5 +1,12 @@
-//! How freed host (CPU) tensor memory is kept between training steps.
+//! How freed host (CPU) memory is kept in the process for reuse.
 //!
+//! Ingest and training both allocate and free the same large buffers over and over (ingest:
+//! decoded series, crops, row groups being encoded; training: tensors). With glibc's
+//! defaults much of that memory goes back to the kernel on free and is page-faulted and
+//! zeroed again on the next use. For ingest of 50 synthetic LIDC studies, keeping it cut
+//! system time from ~0.24 s to ~0.10 s of ~0.9 s CPU in all.
+//!
+//! Training:
 //! libtorch allocates CPU tensors with `posix_memalign` and frees them when the last
 //! reference goes, so every step allocates and frees the same few hundred activation and
 //! gradient buffers. With glibc's defaults, blocks above the (dynamic) mmap threshold are
@@ -10,8 +17,8 @@
 //! settings below (`bench/bench_step.sh`). PyTorch in Python avoids most of it because its
 //! step runs in the main arena, which grows with brk and is rarely trimmed.
 //!
-//! The cost is that a training process keeps its peak heap mapped until it exits, which is
-//! what a training process wants anyway.
+//! The cost is that a process keeps its peak heap mapped until it exits, which is what a
+//! training or ingest process wants anyway (ingest's peak stays flat however many studies).
 
 /// Largest block glibc allows to come from the heap instead of its own mapping (its
 /// maximum, HEAP_MAX_SIZE / 2 on 64-bit). Setting it also stops glibc's dynamic threshold.
@@ -20,8 +27,8 @@ const MMAP_THRESHOLD: i32 = 32 << 20;
 /// never during a run.
 const TRIM_THRESHOLD: i32 = i32::MAX;
 
-/// Keeps freed tensor memory in the process for reuse by the next step (see the module
-/// doc). Call once before training or inference on the CPU; a no-op outside glibc.
+/// Keeps freed memory in the process for reuse (see the module doc). Call once at the
+/// start of a long command (ingest, training, inference); a no-op outside glibc.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; valid at any time.
