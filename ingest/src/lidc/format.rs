@@ -116,7 +116,7 @@ impl SourceFormat for LidcFormat {
         // their own folder, whose load then reports the parse error (one study rejected,
         // not the whole input).
         let mut broken_by_folder: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
-        // Parsing every XML is most of discover's time and discover runs before any
+        // Reading every XML is most of discover's time and discover runs before any
         // study loads: parse them in parallel (on the caller's rayon pool), then file them
         // in folder order as before.
         let xml_files: Vec<(&PathBuf, &PathBuf)> = folders
@@ -128,15 +128,10 @@ impl SourceFormat for LidcFormat {
                     .map(move |f| (dir, f))
             })
             .collect();
-        // Only the series UID is kept (not the parsed reads), so memory stays flat.
+        // Only the series UID is read (from the header), so memory stays flat.
         let series_of: Vec<Result<Option<String>, StudyError>> = xml_files
             .par_iter()
-            .map(|(_, f)| {
-                xml::parse_file(f).map(|kind| match kind {
-                    XmlKind::Ct(x) => Some(x.series_instance_uid),
-                    XmlKind::Other(_) => None,
-                })
-            })
+            .map(|(_, f)| xml::series_of_file(f))
             .collect();
         for ((dir, f), series) in xml_files.into_iter().zip(series_of) {
             match series {
