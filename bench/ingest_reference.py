@@ -5,8 +5,8 @@ Usage: ingest_reference.py RAW OUT [--crop 128] [--window-lo -1350] [--window-hi
 Prints the number of slice rows written. It does the work dpersona does: reads every file
 of a series, matches rois to slices by SOP UID (else nearest z), clusters reads into nodules
 with pylidc's rule (scipy, as pylidc itself does it), crops, windows, derives intersection,
-union and areas, SHA-256 hashes the source files of every row, and writes zstd Parquet in
-32-row groups. Not bit-identical: contour pixels are kept as matplotlib's Path test decides
+union and areas, SHA-256 hashes the source files of every row, bit-packs the masks as
+dpersona's shards do (np.packbits), and writes zstd Parquet in 32-row groups. Not bit-identical: contour pixels are kept as matplotlib's Path test decides
 (dpersona excludes them as pylidc does), which changes mask areas, not which slices exist.
 """
 import argparse
@@ -176,11 +176,11 @@ def main():
                         "slice_index": k,
                         "z_mm": float(z[k]),
                         "image": img.astype(np.float32).ravel(),
-                        "masks": masks.ravel(),
+                        "masks": np.packbits(masks).tobytes(),
                         "raters_present": present,
                         "rater_area": masks.reshape(N_READERS, -1).sum(axis=1).astype(np.uint32),
-                        "intersection": p.min(axis=0).ravel(),
-                        "union": p.max(axis=0).ravel(),
+                        "intersection": np.packbits(p.min(axis=0)).tobytes(),
+                        "union": np.packbits(p.max(axis=0)).tobytes(),
                         "source_files": [ds[k].source_path, str(xml_path)],
                         "source_sha256": [file_sha.setdefault(k, sha256_file(ds[k].source_path)), xml_sha],
                     }

@@ -31,7 +31,8 @@ def load(dir_):
     for shard in header["shards"]:
         t = pq.read_table(dir_ / shard["path"], columns=["image", "masks", "raters_present"])
         images.append(t.column("image").combine_chunks().flatten().to_numpy().reshape(-1, c, n, n))
-        masks.append(t.column("masks").combine_chunks().flatten().to_numpy().reshape(-1, r, n, n))
+        packed = np.frombuffer(b"".join(t.column("masks").to_pylist()), np.uint8).reshape(t.num_rows, -1)
+        masks.append(np.unpackbits(packed, axis=1, count=r * n * n).reshape(-1, r, n, n))
         present.append(np.array(t.column("raters_present").to_pylist(), dtype=bool))
     return np.concatenate(images), np.concatenate(masks), np.concatenate(present), header["rater_order"]
 

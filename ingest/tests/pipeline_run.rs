@@ -432,21 +432,27 @@ fn other_parameters_in_the_output_folder_need_overwrite() {
     );
 }
 
-#[test]
-fn a_shard_of_a_newer_schema_version_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let (raw, out) = (dir.path().join("raw"), dir.path().join("out"));
-    write_dataset(&raw, 2, 2);
-    let future = schemas::SchemaId::new("slices", slice::SCHEMA.version + 1);
+/// Writes an empty shard claiming `version` of the slices schema into `out`.
+fn shard_of_version(out: &Path, version: u32) {
+    let id = schemas::SchemaId::new("slices", version);
     let mut w = schemas::parquet_io::AtomicParquetWriter::create(
         &out.join("shards/shard-00000.parquet"),
         slice::schema(),
-        &future,
+        &id,
         4,
     )
     .unwrap();
     w.write(&slice::to_batch(&[])).unwrap();
     w.finish().unwrap();
+}
+
+#[test]
+fn a_shard_of_another_schema_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, out) = (dir.path().join("raw"), dir.path().join("out"));
+    write_dataset(&raw, 2, 2);
+    let newer = slice::SCHEMA.version + 1;
+    shard_of_version(&out, newer);
     let err = run_ingest(&TextFormat::new(), &raw, &out, &options()).unwrap_err();
     let msg = err.to_string();
     assert!(
@@ -458,8 +464,24 @@ fn a_shard_of_a_newer_schema_version_is_a_clear_error() {
     );
     assert!(
         msg.contains("shard-00000.parquet")
-            && msg.contains("version 2")
+            && msg.contains(&format!("version {newer}"))
             && msg.contains("upgrade dpersona"),
+        "{msg}"
+    );
+    // Version 1 stored masks unpacked: an old output folder is refused with the way out,
+    // not resumed into a mix of layouts.
+    shard_of_version(&out, 1);
+    let err = run_ingest(&TextFormat::new(), &raw, &out, &options()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            IngestError::Schema(schemas::SchemaError::OlderVersion { found: 1, .. })
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("shard-00000.parquet") && msg.contains("--overwrite"),
         "{msg}"
     );
 }

@@ -40,6 +40,15 @@ pub enum SchemaError {
         found: u32,
         supported: u32,
     },
+    #[error(
+        "{path}: `{name}` schema version {found} was written by an older dpersona; this one reads version {oldest} and later: write the file again (for shards: rerun ingest with --overwrite)"
+    )]
+    OlderVersion {
+        path: PathBuf,
+        name: &'static str,
+        found: u32,
+        oldest: u32,
+    },
     #[error("{path}: bad `{name}` file: {reason}")]
     Invalid {
         path: PathBuf,

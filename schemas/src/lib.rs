@@ -8,6 +8,7 @@
 //! - [`meta`]: schema identity (name + version) and its validation.
 //! - [`atomic`]: atomic replacement of any file (temp + fsync + rename).
 //! - [`parquet_io`]: atomic Parquet writes (temp file + rename) and checked opens.
+//! - [`packed_bits`]: the bit-packing of the shards' masks (numpy `packbits` order).
 //! - [`slice`]: slice shard rows, the output of ingest and the input of training.
 //! - [`manifest`]: the dataset manifest (header, shard list, one row per study).
 //! - [`records`]: the serde-based read/write of the small tables below.
@@ -27,6 +28,7 @@ pub mod host_memory;
 pub mod manifest;
 pub mod meta;
 pub mod metrics;
+pub mod packed_bits;
 pub mod parquet_io;
 pub mod records;
 pub mod rejects;

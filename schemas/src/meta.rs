@@ -11,16 +11,29 @@ pub const KEY_VERSION: &str = "dpersona.schema_version";
 /// Metadata key holding the version of dpersona that wrote the file.
 pub const KEY_WRITER: &str = "dpersona.writer";
 
-/// A file format: its name and the newest version this build writes and reads.
+/// A file format: its name, the version this build writes (the newest it reads) and the
+/// oldest version it still reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaId {
     pub name: &'static str,
     pub version: u32,
+    /// Files older than this changed layout in a way this build does not read.
+    pub oldest: u32,
 }
 
 impl SchemaId {
+    /// A format every version of which, 1 to `version`, this build reads.
     pub const fn new(name: &'static str, version: u32) -> Self {
-        SchemaId { name, version }
+        SchemaId {
+            name,
+            version,
+            oldest: 1,
+        }
+    }
+
+    /// The same format, readable only from version `oldest` on (after a layout change).
+    pub const fn reads_from(self, oldest: u32) -> Self {
+        SchemaId { oldest, ..self }
     }
 
     /// The key-value pairs that identify a file of this schema.
@@ -67,6 +80,14 @@ impl SchemaId {
                 name: self.name,
                 found,
                 supported: self.version,
+            });
+        }
+        if found < self.oldest {
+            return Err(SchemaError::OlderVersion {
+                path: path.to_path_buf(),
+                name: self.name,
+                found,
+                oldest: self.oldest,
             });
         }
         Ok(found)

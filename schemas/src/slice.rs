@@ -1,9 +1,10 @@
 //! Slice shards: one row per 2D slice of one target (a nodule or a lesion).
 //!
-//! Images are stored as `List<Float32>` in C x H x W order and masks as `List<UInt8>` with
-//! values 0/1 in R x H x W order (R = the manifest's raters, always in manifest order), so
-//! that Polars users get plain lists they can reshape with numpy. zstd compresses the 0/1
-//! bytes about as well as bit-packing would.
+//! Images are stored as `List<Float32>` in C x H x W order, so that Polars users get plain
+//! lists they can reshape with numpy. Masks (R x H x W, R = the manifest's raters, always
+//! in manifest order), the intersection and the union (H x W) are `Binary`, bit-packed in
+//! numpy's `packbits` order ([`crate::packed_bits`] says why and how to unpack them).
+//! [`SliceColumns`] unpacks them on read, so Rust readers see 0/1 bytes.
 //!
 //! A rater who did not read a study is *missing* (`raters_present[r] = false`, mask all
 //! zero) and is left out of the intersection and the union; a rater who read it and drew
@@ -11,16 +12,18 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, ListArray, RecordBatch,
-    StringArray, UInt32Array, UInt8Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, Int32Array, ListArray,
+    RecordBatch, StringArray, UInt32Array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::meta::SchemaId;
+use crate::packed_bits;
 
-/// Identity of slice shard files.
-pub const SCHEMA: SchemaId = SchemaId::new("slices", 1);
+/// Identity of slice shard files. Version 2 bit-packs the masks (version 1 stored them as
+/// `List<UInt8>`, which this build no longer reads).
+pub const SCHEMA: SchemaId = SchemaId::new("slices", 2).reads_from(2);
 /// Shard metadata key: the preprocessing fingerprint the shard was made with.
 pub const KEY_FINGERPRINT: &str = "dpersona.fingerprint";
 /// Shard metadata key: JSON list of the study ids whose rows the shard holds (all of them).
@@ -157,11 +160,11 @@ pub fn schema() -> SchemaRef {
         Field::new(SPACING_ROW_MM, DataType::Float64, false),
         Field::new(SPACING_COL_MM, DataType::Float64, false),
         list_of(IMAGE, DataType::Float32),
-        list_of(MASKS, DataType::UInt8),
+        Field::new(MASKS, DataType::Binary, false),
         list_of(RATERS_PRESENT, DataType::Boolean),
         list_of(RATER_AREA, DataType::UInt32),
-        list_of(INTERSECTION, DataType::UInt8),
-        list_of(UNION, DataType::UInt8),
+        Field::new(INTERSECTION, DataType::Binary, false),
+        Field::new(UNION, DataType::Binary, false),
         Field::new(CROP_ROW0, DataType::Int32, false),
         Field::new(CROP_COL0, DataType::Int32, false),
         Field::new(SOURCE_HEIGHT, DataType::UInt32, false),
@@ -189,6 +192,18 @@ where
     let values: ArrayRef = Arc::new(make(values));
     let field = Arc::new(Field::new("item", values.data_type().clone(), false));
     Arc::new(ListArray::new(field, offsets, values, None))
+}
+
+/// One bit-packed binary value per row.
+fn packed_array(rows: &[SliceRecord], get: impl Fn(&SliceRecord) -> &[u8]) -> ArrayRef {
+    let offsets = OffsetBuffer::<i32>::from_lengths(
+        rows.iter().map(|r| packed_bits::packed_len(get(r).len())),
+    );
+    let mut values = Vec::with_capacity(offsets.last().unsigned_abs() as usize);
+    for r in rows {
+        packed_bits::pack_into(get(r), &mut values);
+    }
+    Arc::new(BinaryArray::new(offsets, values.into(), None))
 }
 
 fn string_list(rows: &[SliceRecord], get: impl Fn(&SliceRecord) -> &[String]) -> ArrayRef {
@@ -230,11 +245,11 @@ pub fn to_batch(rows: &[SliceRecord]) -> RecordBatch {
         f64s(|r| r.spacing_row_mm),
         f64s(|r| r.spacing_col_mm),
         list_array(rows, |r| &r.image, Float32Array::from),
-        list_array(rows, |r| &r.masks, UInt8Array::from),
+        packed_array(rows, |r| &r.masks),
         list_array(rows, |r| &r.raters_present, BooleanArray::from),
         list_array(rows, |r| &r.rater_area, UInt32Array::from),
-        list_array(rows, |r| &r.intersection, UInt8Array::from),
-        list_array(rows, |r| &r.union, UInt8Array::from),
+        packed_array(rows, |r| &r.intersection),
+        packed_array(rows, |r| &r.union),
         i32s(|r| r.crop_row0),
         i32s(|r| r.crop_col0),
         u32s(|r| r.source_height),
@@ -245,13 +260,24 @@ pub fn to_batch(rows: &[SliceRecord]) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).expect("slice columns match the slice schema")
 }
 
-/// Typed, zero-copy access to the columns of a slice batch.
+/// Typed access to the columns of a slice batch: zero-copy for the image and the scalar
+/// columns; the bit-packed masks are unpacked once, when the batch is wrapped, so that
+/// readers (the training loader above all) borrow 0/1 bytes as cheaply as before.
 pub struct SliceColumns {
     batch: RecordBatch,
+    /// `[rows][R, H, W]` unpacked masks, row `i` at `mask_offsets[i]..mask_offsets[i + 1]`.
+    masks: Vec<u8>,
+    mask_offsets: Vec<usize>,
+    /// `[rows][H, W]` unpacked intersections and unions, row `i` at `plane_offsets[i]..`.
+    intersection: Vec<u8>,
+    union: Vec<u8>,
+    plane_offsets: Vec<usize>,
 }
 
 impl SliceColumns {
-    /// Wraps a batch read from a shard, checking that every column has its schema type.
+    /// Wraps a batch read from a shard, checking that every column has its schema type and
+    /// that every packed mask holds exactly the bits its row's rater count, height and
+    /// width call for.
     pub fn new(batch: RecordBatch) -> Result<Self, String> {
         let expected = schema();
         for field in expected.fields() {
@@ -267,7 +293,70 @@ impl SliceColumns {
                 ));
             }
         }
-        Ok(Self { batch })
+        let u32s = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .unwrap()
+                .clone()
+        };
+        let binary = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .unwrap()
+                .clone()
+        };
+        let (heights, widths) = (u32s(col::HEIGHT), u32s(col::WIDTH));
+        let present = batch
+            .column_by_name(col::RATERS_PRESENT)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap()
+            .clone();
+        let (masks_col, inter_col, union_col) = (
+            binary(col::MASKS),
+            binary(col::INTERSECTION),
+            binary(col::UNION),
+        );
+        let rows = batch.num_rows();
+        let mut out = SliceColumns {
+            masks: Vec::new(),
+            mask_offsets: Vec::with_capacity(rows + 1),
+            intersection: Vec::new(),
+            union: Vec::new(),
+            plane_offsets: Vec::with_capacity(rows + 1),
+            batch,
+        };
+        out.mask_offsets.push(0);
+        out.plane_offsets.push(0);
+        for row in 0..rows {
+            let hw = heights.value(row) as usize * widths.value(row) as usize;
+            let r = present.value_length(row) as usize;
+            for (name, column, n, dest) in [
+                (col::MASKS, &masks_col, r * hw, &mut out.masks),
+                (col::INTERSECTION, &inter_col, hw, &mut out.intersection),
+                (col::UNION, &union_col, hw, &mut out.union),
+            ] {
+                let packed = column.value(row);
+                if packed.len() != packed_bits::packed_len(n) {
+                    return Err(format!(
+                        "row {row}: `{name}` holds {} packed bytes, but {n} values ({r} raters x {hw} pixels for masks, {hw} pixels otherwise) need {}",
+                        packed.len(),
+                        packed_bits::packed_len(n)
+                    ));
+                }
+                packed_bits::unpack_into(packed, n, dest);
+            }
+            out.mask_offsets.push(out.masks.len());
+            out.plane_offsets.push(out.union.len());
+        }
+        Ok(out)
     }
 
     pub fn len(&self) -> usize {
@@ -290,17 +379,19 @@ impl SliceColumns {
             .values()[s..e]
     }
 
-    /// `[R, H, W]` masks of `row`.
+    /// `[R, H, W]` masks of `row`, 0/1.
     pub fn masks(&self, row: usize) -> &[u8] {
-        self.u8_list(col::MASKS, row)
+        &self.masks[self.mask_offsets[row]..self.mask_offsets[row + 1]]
     }
 
+    /// `[H, W]` intersection over the present raters of `row`, 0/1.
     pub fn intersection(&self, row: usize) -> &[u8] {
-        self.u8_list(col::INTERSECTION, row)
+        &self.intersection[self.plane_offsets[row]..self.plane_offsets[row + 1]]
     }
 
+    /// `[H, W]` union over the present raters of `row`, 0/1.
     pub fn union(&self, row: usize) -> &[u8] {
-        self.u8_list(col::UNION, row)
+        &self.union[self.plane_offsets[row]..self.plane_offsets[row + 1]]
     }
 
     fn list(&self, name: &str) -> &ListArray {
@@ -310,17 +401,6 @@ impl SliceColumns {
             .as_any()
             .downcast_ref::<ListArray>()
             .unwrap()
-    }
-
-    fn u8_list(&self, name: &str, row: usize) -> &[u8] {
-        let list = self.list(name);
-        let (s, e) = bounds(list, row);
-        &list
-            .values()
-            .as_any()
-            .downcast_ref::<UInt8Array>()
-            .unwrap()
-            .values()[s..e]
     }
 
     /// The whole row as an owned record.

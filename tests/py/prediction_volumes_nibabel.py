@@ -91,7 +91,10 @@ def volumes_from_shard(shard):
         rows.sort(key=lambda r: r["slice_index"])
         h, w = rows[0]["height"], rows[0]["width"]
         r = len(rows[0]["raters_present"])
-        masks = np.stack([np.asarray(x["masks"], np.uint8).reshape(r, h, w) for x in rows], axis=1)
+        masks = np.stack(
+            [np.unpackbits(np.frombuffer(x["masks"], np.uint8), count=r * h * w).reshape(r, h, w) for x in rows],
+            axis=1,
+        )
         present = [all(x["raters_present"][k] for x in rows) for k in range(r)]
         out[key] = (masks, present)
     return out

@@ -7,7 +7,9 @@ Checks, against the files alone (no dpersona code):
   row count (polars), and carries the manifest's fingerprint and the ids of exactly the
   studies whose rows it holds;
 * each manifest study's n_slices equals its rows in the shards, in the shard it names;
-* per row: list lengths match C x H x W and R x H x W; rater_area is each mask's sum;
+* per row: the image list has C x H x W values; the bit-packed masks (R x H x W),
+  intersection and union (H x W) hold exactly the bytes np.unpackbits needs, with zero
+  padding; rater_area is each mask's sum;
   intersection and union equal the min and max over the PRESENT raters only (all zero
   when none is present); missing raters have empty masks;
 * no patient is in two folds or two splits; folds are 0..k-1.
@@ -21,6 +23,21 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+
+
+def unpack(path, row, column, shape):
+    """A bit-packed mask column (numpy packbits order) as a 0/1 uint8 array of `shape`;
+    the byte count must be exactly what the values need and the padding bits zero."""
+    raw = row[column]
+    if not isinstance(raw, bytes):
+        fail(f"{path}: `{column}` is {type(raw).__name__}, expected bytes (bit-packed)")
+    n = int(np.prod(shape))
+    if len(raw) != (n + 7) // 8:
+        fail(f"{path}: `{column}` holds {len(raw)} bytes, {n} values need {(n + 7) // 8}")
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8))
+    if bits[n:].any():
+        fail(f"{path}: `{column}` has non-zero padding bits")
+    return bits[:n].reshape(shape)
 
 
 def fail(msg):
@@ -85,7 +102,7 @@ def main():
             h, w, c = row["height"], row["width"], row["channels"]
             if len(row["image"]) != c * h * w:
                 fail(f"{path}: image length {len(row['image'])} != {c}x{h}x{w}")
-            masks = np.asarray(row["masks"], dtype=np.uint8).reshape(n_raters, h, w)
+            masks = unpack(path, row, "masks", (n_raters, h, w))
             present = np.asarray(row["raters_present"], dtype=bool)
             present_patterns.add(tuple(present.tolist()))
             if not set(np.unique(masks).tolist()) <= {0, 1}:
@@ -94,8 +111,8 @@ def main():
                 fail(f"{path}: rater_area {row['rater_area']} differs from the masks' sums")
             if masks[~present].any():
                 fail(f"{path}: a missing rater has a non-empty mask")
-            inter = np.asarray(row["intersection"], dtype=np.uint8).reshape(h, w)
-            union = np.asarray(row["union"], dtype=np.uint8).reshape(h, w)
+            inter = unpack(path, row, "intersection", (h, w))
+            union = unpack(path, row, "union", (h, w))
             if present.any():
                 want_i, want_u = masks[present].min(axis=0), masks[present].max(axis=0)
             else:

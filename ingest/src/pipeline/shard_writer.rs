@@ -37,12 +37,13 @@ pub const DEFAULT_ROW_GROUP_ROWS: usize = 32;
 /// zstd level of the shards (the level the schemas crate uses for every other file).
 pub const SHARD_ZSTD_LEVEL: i32 = 3;
 
-/// The per-pixel list columns: large, and never filtered on by value.
-const PIXEL_COLUMNS: [&str; 4] = [
-    slice::col::IMAGE,
-    slice::col::MASKS,
-    slice::col::INTERSECTION,
-    slice::col::UNION,
+/// The per-pixel columns, large and never filtered on by value: the image (a list, whose
+/// leaf is `image.list.item`) and the bit-packed masks (binary, a leaf of their own).
+const PIXEL_COLUMNS: [&[&str]; 4] = [
+    &[slice::col::IMAGE, "list", "item"],
+    &[slice::col::MASKS],
+    &[slice::col::INTERSECTION],
+    &[slice::col::UNION],
 ];
 
 /// Writer settings of a slice shard.
@@ -61,8 +62,8 @@ pub(crate) fn shard_properties(row_group_rows: usize) -> WriterPropertiesBuilder
             ZstdLevel::try_new(SHARD_ZSTD_LEVEL).expect("valid zstd level"),
         ))
         .set_max_row_group_row_count(Some(row_group_rows.max(1)));
-    for name in PIXEL_COLUMNS {
-        let path = ColumnPath::from(vec![name.to_string(), "list".into(), "item".into()]);
+    for leaf in PIXEL_COLUMNS {
+        let path = ColumnPath::from(leaf.iter().map(|p| p.to_string()).collect::<Vec<_>>());
         props = props.set_column_statistics_enabled(path, EnabledStatistics::None);
     }
     props
