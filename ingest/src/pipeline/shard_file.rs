@@ -1,17 +1,20 @@
-//! One shard file written row group by row group, each group's columns encoded on two
-//! threads.
+//! One shard file written row group by row group, several groups encoded at once.
 //!
 //! Encoding and zstd-compressing a row group is the ingest writer's whole job, and with
-//! parquet's `ArrowWriter` it runs on one thread: perf on 50 synthetic LIDC studies put
-//! that thread at ~60% of ingest's CPU once loading got cheaper, so two loader threads
-//! waited on it. The float image column alone costs about as much as the other columns
-//! together (its values barely compress, so zstd works hardest there), hence the split:
-//! one thread encodes `image`, the writer thread the rest. The file is the one
+//! parquet's `ArrowWriter` it runs on one thread. Once masks were bit-packed, the float
+//! image column was most of that work (zstd works hardest on it), and a timeline of 50
+//! synthetic LIDC studies showed its single encoding thread busy from start to end while
+//! the loader threads idled at half a core each: the writer, not the cores, set the wall
+//! time. So each full row group is handed to its own encoding thread (the image column on
+//! one more) as soon as it fills, up to [`ShardFile::in_flight`] groups at a time, and the
+//! finished column chunks are appended strictly in group order. The file is the one
 //! `ArrowWriter` writes: same properties, same row group boundaries (a group closes at
 //! `row_group_rows` rows, spanning studies), batches fed to the column writers in the
 //! same slices, so the bytes are the same too.
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use arrow::array::RecordBatch;
 use parquet::arrow::arrow_writer::{
@@ -38,7 +41,14 @@ pub struct ShardFile {
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     row_group_rows: usize,
+    /// Row groups being encoded, oldest first; appended to the file in this order.
+    encoding: VecDeque<JoinHandle<EncodedGroup>>,
+    /// How many row groups may be encoding at once.
+    in_flight: usize,
 }
+
+/// The column chunks of one row group, in schema order.
+type EncodedGroup = Result<Vec<ArrowColumnChunk>, ParquetError>;
 
 impl ShardFile {
     /// Creates the temporary file with slice-shard identity metadata and `props`.
@@ -75,6 +85,8 @@ impl ShardFile {
             pending: Vec::new(),
             pending_rows: 0,
             row_group_rows: row_group_rows.max(1),
+            encoding: VecDeque::new(),
+            in_flight: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
         })
     }
 
@@ -99,50 +111,37 @@ impl ShardFile {
         Ok(())
     }
 
-    /// Encodes the pending rows as one row group: the image column on a second thread.
+    /// Starts encoding the pending rows as the next row group, then appends finished
+    /// groups while more than [`Self::in_flight`] are encoding.
     fn flush(&mut self) -> Result<(), SchemaError> {
         if self.pending_rows == 0 {
             return Ok(());
         }
         let batches = std::mem::take(&mut self.pending);
         self.pending_rows = 0;
-        let writer = self.writer.as_mut().expect("shard written after finish");
-        let index = writer.flushed_row_groups().len();
-        let schema = slice::schema();
-        let image = schema
-            .index_of(slice::col::IMAGE)
-            .expect("the slice schema has an image column");
-        // One leaf column per field: the slice schema has no struct columns.
-        let mut columns = self
+        let writer = self.writer.as_ref().expect("shard written after finish");
+        let index = writer.flushed_row_groups().len() + self.encoding.len();
+        let columns = self
             .factory
             .create_column_writers(index)
             .map_err(|e| self.parquet_error(e))?;
-        let image_writer = columns.remove(image);
-        let encode =
-            |col: usize, mut w: ArrowColumnWriter| -> Result<ArrowColumnChunk, ParquetError> {
-                let field = schema.field(col);
-                for b in &batches {
-                    for leaf in compute_leaves(field, b.column(col))? {
-                        w.write(&leaf)?;
-                    }
-                }
-                w.close()
-            };
-        let (image_chunk, chunks) = std::thread::scope(|s| {
-            let image_job = s.spawn(|| encode(image, image_writer));
-            let rest: Result<Vec<ArrowColumnChunk>, ParquetError> = columns
-                .into_iter()
-                .enumerate()
-                .map(|(i, w)| encode(if i < image { i } else { i + 1 }, w))
-                .collect();
-            let image_chunk = image_job
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (image_chunk, rest)
-        });
-        let image_chunk = image_chunk.map_err(|e| self.parquet_error(e))?;
-        let mut chunks = chunks.map_err(|e| self.parquet_error(e))?;
-        chunks.insert(image, image_chunk);
+        self.encoding
+            .push_back(std::thread::spawn(move || encode_group(batches, columns)));
+        while self.encoding.len() > self.in_flight {
+            self.append_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest row group being encoded and appends it to the file.
+    fn append_oldest(&mut self) -> Result<(), SchemaError> {
+        let Some(job) = self.encoding.pop_front() else {
+            return Ok(());
+        };
+        let chunks = job
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map_err(|e| self.parquet_error(e))?;
         let writer = self.writer.as_mut().expect("shard written after finish");
         let result = (|| {
             let mut group = writer.next_row_group()?;
@@ -165,10 +164,48 @@ impl ShardFile {
     /// Writes the last row group and the footer and renames the file into place.
     pub fn finish(mut self) -> Result<(), SchemaError> {
         self.flush()?;
+        while !self.encoding.is_empty() {
+            self.append_oldest()?;
+        }
         let writer = self.writer.take().expect("finish called twice");
         writer.close().map_err(|e| self.parquet_error(e))?;
         commit_temp(&self.tmp, &self.path)
     }
+}
+
+/// Encodes one row group's batches into column chunks: the image column (the costliest)
+/// on a second thread, the others on this one.
+fn encode_group(batches: Vec<RecordBatch>, mut columns: Vec<ArrowColumnWriter>) -> EncodedGroup {
+    let schema = slice::schema();
+    let image = schema
+        .index_of(slice::col::IMAGE)
+        .expect("the slice schema has an image column");
+    // One leaf column per field: the slice schema has no struct columns.
+    let image_writer = columns.remove(image);
+    let encode = |col: usize, mut w: ArrowColumnWriter| -> Result<ArrowColumnChunk, ParquetError> {
+        let field = schema.field(col);
+        for b in &batches {
+            for leaf in compute_leaves(field, b.column(col))? {
+                w.write(&leaf)?;
+            }
+        }
+        w.close()
+    };
+    let (image_chunk, rest) = std::thread::scope(|s| {
+        let image_job = s.spawn(|| encode(image, image_writer));
+        let rest: Result<Vec<ArrowColumnChunk>, ParquetError> = columns
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| encode(if i < image { i } else { i + 1 }, w))
+            .collect();
+        let image_chunk = image_job
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (image_chunk, rest)
+    });
+    let mut chunks = rest?;
+    chunks.insert(image, image_chunk?);
+    Ok(chunks)
 }
 
 impl Drop for ShardFile {
@@ -231,7 +268,12 @@ mod tests {
         let group = 8;
 
         let ours = dir.path().join("ours.parquet");
-        let mut f = ShardFile::create(&ours, shard_properties(group), group).unwrap();
+        let mut f = ShardFile::create(
+            &ours,
+            shard_properties(group),
+            group,
+        )
+        .unwrap();
         for s in &studies {
             f.write(s).unwrap();
         }
@@ -278,7 +320,8 @@ mod tests {
     fn an_unfinished_shard_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.parquet");
-        let mut f = ShardFile::create(&path, shard_properties(4), 4).unwrap();
+        let mut f =
+            ShardFile::create(&path, shard_properties(4), 4).unwrap();
         f.write(&(0..6).map(record).collect::<Vec<_>>()).unwrap();
         drop(f);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
