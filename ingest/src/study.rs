@@ -48,6 +48,19 @@ impl StudyError {
     }
 }
 
+/// What the stored image values look like, which decides how shards encode them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageValues {
+    /// Few distinct values (CT windowed from integer HU: at most the window's width in
+    /// HU), which a Parquet dictionary codes in ~11 bits instead of 32: for 50 synthetic
+    /// LIDC studies the shards shrank from 11 to 7.7 MB and ingest's CPU time by a fifth,
+    /// zstd having a third of the bytes to squeeze.
+    Quantised,
+    /// Nearly every value distinct (z-scored intensities): a dictionary would only fill up
+    /// and be abandoned, so values are stored plainly.
+    Continuous,
+}
+
 /// Dataset-level facts a format contributes to the manifest header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetFacts {
@@ -60,6 +73,9 @@ pub struct DatasetFacts {
     pub normalisation: String,
     /// Every parameter that changes the output; hashed into the fingerprint.
     pub params: serde_json::Value,
+    /// How the shards encode the image column (not part of the fingerprint: the values
+    /// read back are the same either way).
+    pub image_values: ImageValues,
 }
 
 /// A readable source format.

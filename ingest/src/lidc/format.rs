@@ -13,7 +13,7 @@ use super::cluster;
 use super::contour::{self, BoxMask, BoxedReadMask, SliceGeometry};
 use super::dicom_series::{read_series, CtSeries, SliceSamples};
 use super::xml::{self, LidcXml, XmlKind};
-use crate::study::{DatasetFacts, SourceFormat, StudyError, StudyInput, StudyOutput};
+use crate::study::{DatasetFacts, ImageValues, SourceFormat, StudyError, StudyInput, StudyOutput};
 
 /// LIDC-IDRI has four readers; series with fewer sessions leave the other slots missing.
 pub const N_READERS: usize = 4;
@@ -244,6 +244,7 @@ impl SourceFormat for LidcFormat {
                 p.window_lo, p.window_hi
             ),
             params: serde_json::to_value(p).expect("LidcParams serialise"),
+            image_values: ImageValues::Quantised,
         }
     }
 }

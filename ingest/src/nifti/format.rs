@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::dataset_json::DatasetJson;
 use super::slicing::{axial_slice, box_origin, centre_origin, crop, resample_nearest};
 use super::volume::{read_volume, Volume};
-use crate::study::{DatasetFacts, SourceFormat, StudyError, StudyInput, StudyOutput};
+use crate::study::{DatasetFacts, ImageValues, SourceFormat, StudyError, StudyInput, StudyOutput};
 
 /// Target id of the single target of a case.
 pub const TARGET_ID: &str = "lesion";
@@ -230,6 +230,7 @@ impl SourceFormat for NiftiFormat {
                 "target": TARGET_ID,
                 "nifti": serde_json::to_value(&self.params).expect("NiftiParams serialise"),
             }),
+            image_values: ImageValues::Continuous,
         }
     }
 }

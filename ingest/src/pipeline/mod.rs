@@ -296,6 +296,7 @@ pub fn run_ingest(
         &fp,
         options.shard_rows,
         options.row_group_rows,
+        facts.image_values,
         first_index,
     );
     let loaded = parallel_load::load_and_write(

@@ -220,6 +220,7 @@ impl Drop for ShardFile {
 mod tests {
     use super::*;
     use crate::pipeline::shard_writer::shard_properties;
+    use crate::study::ImageValues;
 
     /// A small slice row whose every list differs from the other rows'.
     fn record(i: usize) -> SliceRecord {
@@ -270,7 +271,7 @@ mod tests {
         let ours = dir.path().join("ours.parquet");
         let mut f = ShardFile::create(
             &ours,
-            shard_properties(group),
+            shard_properties(group, ImageValues::Quantised),
             group,
         )
         .unwrap();
@@ -286,7 +287,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| KeyValue::new(k, v))
             .collect();
-        let props = shard_properties(group)
+        let props = shard_properties(group, ImageValues::Quantised)
             .set_key_value_metadata(Some(kv))
             .build();
         let file = File::create(&reference).unwrap();
@@ -321,7 +322,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.parquet");
         let mut f =
-            ShardFile::create(&path, shard_properties(4), 4).unwrap();
+            ShardFile::create(&path, shard_properties(4, ImageValues::Quantised), 4).unwrap();
         f.write(&(0..6).map(record).collect::<Vec<_>>()).unwrap();
         drop(f);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

@@ -17,7 +17,7 @@ use schemas::slice::{self, KEY_FINGERPRINT, KEY_STUDIES};
 use schemas::SchemaError;
 
 use super::shard_file::ShardFile;
-use crate::study::{StudyInput, StudyOutput};
+use crate::study::{ImageValues, StudyInput, StudyOutput};
 
 /// Shard metadata key (ingest's own): JSON list of [`WrittenStudy`], in the order the
 /// studies' rows appear in the shard. It lets a resumed run rebuild the manifest rows of
@@ -34,8 +34,13 @@ pub const SHARD_DIR: &str = "shards";
 /// yet large enough that per-group overhead (page headers, statistics) stays under 1%.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 32;
 
-/// zstd level of the shards (the level the schemas crate uses for every other file).
-pub const SHARD_ZSTD_LEVEL: i32 = 3;
+/// zstd level of the shards: 2, one below the level of every other file we write. The
+/// float image column is nearly all of a shard's bytes and of its encoding time; on 50
+/// synthetic LIDC studies level 2 cut ingest's CPU time by about a third against level 3
+/// for shards 15% larger (11 vs 9.6 MB), while level 1 saved no more CPU and made them 55%
+/// larger. Shards are written once and read whole into memory by the loader, so a few
+/// more bytes cost nothing at training time.
+pub const SHARD_ZSTD_LEVEL: i32 = 2;
 
 /// The per-pixel columns, large and never filtered on by value: the image (a list, whose
 /// leaf is `image.list.item`) and the bit-packed masks (binary, a leaf of their own).
@@ -48,14 +53,18 @@ const PIXEL_COLUMNS: [&[&str]; 4] = [
 
 /// Writer settings of a slice shard.
 ///
-/// Dictionary encoding is off. `perf` on 50 synthetic LIDC studies put the dictionary's
-/// hash lookups (one per pixel value) at ~16% of ingest's samples, the largest single cost;
-/// without it the shard is ~25% larger (9.9 vs 7.9 MB: windowed integer HU have at most
-/// ~1500 distinct values, which a dictionary codes in 11 bits) and ingest's CPU time
-/// drops by ~15%. Min/max statistics of the per-pixel lists are off too: a
-/// reader never prunes row groups by pixel values, and computing them is another pass
-/// over every value.
-pub(crate) fn shard_properties(row_group_rows: usize) -> WriterPropertiesBuilder {
+/// Dictionary encoding is off except for the image column of [`ImageValues::Quantised`]
+/// datasets (windowed CT: a few thousand distinct values, which the dictionary codes in
+/// ~11 bits, leaving zstd a third of the bytes). Elsewhere it only costs: the masks are
+/// bit-packed binaries, z-scored images have nearly all values distinct, and the small
+/// columns do not matter. (Before the masks were packed, dictionary hash lookups on their
+/// 98k values per row were the largest single cost of ingest.) Min/max statistics of the
+/// per-pixel columns are off too: a reader never prunes row groups by pixel values, and
+/// computing them is another pass over every value.
+pub(crate) fn shard_properties(
+    row_group_rows: usize,
+    image_values: ImageValues,
+) -> WriterPropertiesBuilder {
     let mut props = WriterProperties::builder()
         .set_dictionary_enabled(false)
         .set_compression(Compression::ZSTD(
@@ -66,7 +75,12 @@ pub(crate) fn shard_properties(row_group_rows: usize) -> WriterPropertiesBuilder
         let path = ColumnPath::from(leaf.iter().map(|p| p.to_string()).collect::<Vec<_>>());
         props = props.set_column_statistics_enabled(path, EnabledStatistics::None);
     }
-    props
+    let image = ColumnPath::from(vec![
+        slice::col::IMAGE.to_string(),
+        "list".into(),
+        "item".into(),
+    ]);
+    props.set_column_dictionary_enabled(image, image_values == ImageValues::Quantised)
 }
 
 /// Manifest facts about one study whose rows are in a shard.
@@ -135,6 +149,7 @@ pub struct ShardWriter {
     fingerprint: String,
     shard_rows: usize,
     row_group_rows: usize,
+    image_values: ImageValues,
     next_index: u32,
     current: Option<OpenShard>,
     finished: Vec<FinishedShard>,
@@ -147,6 +162,7 @@ impl ShardWriter {
         fingerprint: &str,
         shard_rows: usize,
         row_group_rows: usize,
+        image_values: ImageValues,
         first_index: u32,
     ) -> Self {
         ShardWriter {
@@ -154,6 +170,7 @@ impl ShardWriter {
             fingerprint: fingerprint.to_string(),
             shard_rows: shard_rows.max(1),
             row_group_rows: row_group_rows.max(1),
+            image_values,
             next_index: first_index,
             current: None,
             finished: Vec::new(),
@@ -172,7 +189,7 @@ impl ShardWriter {
             let path = self.dir.join(shard_name(index));
             let writer = ShardFile::create(
                 &path,
-                shard_properties(self.row_group_rows),
+                shard_properties(self.row_group_rows, self.image_values),
                 self.row_group_rows,
             )?;
             self.current = Some(OpenShard {

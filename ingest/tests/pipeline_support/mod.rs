@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ingest::study::{DatasetFacts, SourceFormat, StudyError, StudyInput, StudyOutput};
+use ingest::study::{DatasetFacts, ImageValues, SourceFormat, StudyError, StudyInput, StudyOutput};
 use schemas::manifest::{RaterOrder, SourceKind};
 use schemas::slice::SliceRecord;
 
@@ -214,6 +214,7 @@ impl SourceFormat for TextFormat {
             crop_size: SIDE,
             normalisation: "none (test data)".into(),
             params: serde_json::json!({ "format": "text-test", "level": self.level, "crop": SIDE }),
+            image_values: ImageValues::Continuous,
         }
     }
 }
