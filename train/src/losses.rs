@@ -98,11 +98,20 @@ pub fn select_rater(y: &Tensor, rater: &Tensor) -> Tensor {
 /// must cover the union and the min the intersection (`[B, H, W]` or `[B, 1, H, W]`).
 /// `max_dim`/`min_dim` send each pixel's gradient to the one sample that attains it.
 pub fn bound_loss(sample_logits: &Tensor, union: &Tensor, intersection: &Tensor) -> Tensor {
-    let (b, _, h, w) = sample_logits
-        .size4()
-        .expect("sample logits must be [B, K, H, W]");
     let upper = sample_logits.max_dim(1, true).0;
     let lower = sample_logits.min_dim(1, true).0;
+    bound_loss_of_extremes(&upper, &lower, union, intersection)
+}
+
+/// [`bound_loss`] given the pixelwise max and min logits `[B, 1, H, W]` already (as
+/// [`DPersona::decode_extremes`] computes them).
+pub fn bound_loss_of_extremes(
+    upper: &Tensor,
+    lower: &Tensor,
+    union: &Tensor,
+    intersection: &Tensor,
+) -> Tensor {
+    let (b, _, h, w) = upper.size4().expect("extremes must be [B, 1, H, W]");
     let target = Tensor::cat(
         &[
             union.reshape([b, 1, h, w]),
@@ -140,8 +149,8 @@ pub fn stage1_losses(
         ReconFrom::Posterior => posterior.rsample(),
     };
     let rec = generalized_dice_loss(&model.decode(&feats, &z_rec), &select_rater(y, rater));
-    let samples = model.decode_many(&feats, &prior.rsample_n(opts.k_bound));
-    let bound = bound_loss(&samples, union, intersection);
+    let (upper, lower) = model.decode_extremes(&feats, &prior.rsample_n(opts.k_bound));
+    let bound = bound_loss_of_extremes(&upper, &lower, union, intersection);
     let l2 = model.l2_penalty() * opts.l2;
     let total = &rec + &kl + &bound * opts.beta + &l2;
     Stage1Terms {

@@ -145,6 +145,12 @@ impl DPersona {
         self.fcomb.forward(feats, z)
     }
 
+    /// Pixelwise max and min over N codes z `[B, N, D]` of the decoded logits, each
+    /// `[B, 1, H, W]`, with max/min's gradients (see [`Fcomb::forward_extremes`]).
+    pub fn decode_extremes(&self, feats: &Tensor, z: &Tensor) -> (Tensor, Tensor) {
+        self.fcomb.forward_extremes(feats, z)
+    }
+
     /// Attention queries of the R heads `[B, R, D]` (dropout active iff `train`).
     pub fn queries(&self, feats: &Tensor, train: bool) -> Tensor {
         let qs: Vec<Tensor> = self.heads.iter().map(|h| h.query(feats, train)).collect();

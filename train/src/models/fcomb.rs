@@ -68,24 +68,24 @@ impl Fcomb {
     /// the first conv splits into W_F·feats (once per image) + W_z·z (once per code). This
     /// saves N−1 feature convs per call.
     ///
-    /// The hidden maps are `[B·n, hid, H, W]` for a chunk of n codes at a time, sized so that
-    /// one map stays under [`CHUNK_BYTES`]: the K=10 bound loss at batch 12, 128² would
-    /// otherwise make 125 MB maps, which glibc serves by a fresh `mmap` on every allocation
-    /// (its mmap threshold tops out at 32 MiB), page-faulting ~1M pages per training step
-    /// (measured: 3.5 s of system time per step on 2 cores).
+    /// Every 1×1 conv runs as a matrix product over channels-last maps `[B, n, H, W, hid]`
+    /// (the same weights, viewed `[out, in]`). With 16 channels these convs do almost no
+    /// arithmetic per byte, and oneDNN spent most of their time reordering NCHW maps to its
+    /// blocked layout and back, forward and backward: in the PyTorch reference the Fcomb
+    /// convs were 27% of a Stage-I step. As products the maps are read and written once
+    /// per layer, the bias is fused (addmm), and the last layer's `[.., 1]` output already
+    /// is the `[B, n, H, W]` result.
+    ///
+    /// The hidden maps hold a chunk of n codes at a time, sized so that one map stays under
+    /// [`CHUNK_BYTES`]: the K=10 bound loss at batch 12, 128² would otherwise make 125 MB
+    /// maps, which glibc serves by a fresh `mmap` on every allocation (its mmap threshold
+    /// tops out at 32 MiB), page-faulting ~1M pages per training step (measured: 3.5 s of
+    /// system time per step on 2 cores).
     pub fn forward(&self, feats: &Tensor, z: &Tensor) -> Tensor {
-        let (b, f, h, w) = feats.size4().expect("feats must be [B, F, H, W]");
+        let (b, _, h, w) = feats.size4().expect("feats must be [B, F, H, W]");
         let n = z.size()[1];
-        let first = &self.layers[0];
-        let w_feat = first.ws.narrow(1, 0, self.feature_channels);
-        let w_z = first
-            .ws
-            .narrow(1, self.feature_channels, z.size()[2])
-            .flatten(1, -1); // [hid, D]
-        let from_feats = feats.conv2d(&w_feat, first.bs.as_ref(), [1, 1], [0, 0], [1, 1], 1); // [B, hid, H, W]
-        let from_z = z.matmul(&w_z.tr()); // [B, N, hid]
+        let (from_feats, from_z) = self.first_layer_parts(feats, z);
         let hid = from_z.size()[2];
-        debug_assert_eq!(f, self.feature_channels);
         let map_bytes = b * hid * h * w * from_feats.kind().elt_size_in_bytes() as i64;
         let chunk = (CHUNK_BYTES / map_bytes.max(1)).clamp(1, n.max(1));
         // At least one (possibly empty) chunk, so that N = 0 gives `[B, 0, H, W]`.
@@ -93,14 +93,8 @@ impl Fcomb {
             .step_by(chunk as usize)
             .map(|start| {
                 let len = chunk.min(n - start).max(0);
-                let zc = from_z.narrow(1, start, len).view([b, len, hid, 1, 1]);
-                let mut x = (from_feats.unsqueeze(1) + zc)
-                    .relu()
-                    .view([b * len, hid, h, w]);
-                for conv in &self.layers[1..] {
-                    x = x.apply(conv).relu();
-                }
-                x.apply(&self.last_layer).view([b, len, h, w])
+                let zc = from_z.narrow(1, start, len).view([b, len, 1, 1, hid]);
+                self.rest(&from_feats, &zc)
             })
             .collect();
         if outs.len() == 1 {
@@ -108,6 +102,74 @@ impl Fcomb {
         } else {
             Tensor::cat(&outs, 1)
         }
+    }
+
+    /// The pixelwise max and min over N codes of [`Self::forward`]'s logits, each
+    /// `[B, 1, H, W]`, with the gradient `max_dim`/`min_dim` would give (each pixel's to
+    /// the one code that attains it), at a fraction of the memory traffic.
+    ///
+    /// Why: the bound loss decodes K = 10 prior samples per image and keeps only their
+    /// pixelwise max and min. Through autograd every sample's hidden maps are saved and
+    /// back-propagated, although the max and min route each pixel's gradient to two of
+    /// the ten; with 16 channels these maps are pure memory traffic (a 16→16 layer over
+    /// 132 maps of 128² moves ~1.8 GB forward and backward). So the K codes are decoded
+    /// without a graph to find each pixel's argmax and argmin (first on ties, as
+    /// `max_dim` picks), and only those two codes are decoded again with a graph, each
+    /// pixel reading its own code's first-layer term. Same values (up to float rounding of
+    /// a row computed in another batch) and the same gradients, including to the codes.
+    pub fn forward_extremes(&self, feats: &Tensor, z: &Tensor) -> (Tensor, Tensor) {
+        let (b, _, h, w) = feats.size4().expect("feats must be [B, F, H, W]");
+        let (upper_at, lower_at) = tch::no_grad(|| {
+            let logits = self.forward(feats, z);
+            (logits.argmax(1, true), logits.argmin(1, true)) // [B, 1, H, W] each
+        });
+        let (from_feats, from_z) = self.first_layer_parts(feats, z);
+        let hid = from_z.size()[2];
+        // Per pixel, the first-layer term of its own code: [B, 2·H·W, hid] gathered from
+        // the N code terms [B, N, hid] (upper codes' pixels first, then lower codes').
+        let at = Tensor::cat(&[upper_at, lower_at], 1)
+            .view([b, 2 * h * w, 1])
+            .expand([b, 2 * h * w, hid], false);
+        let per_pixel = from_z.gather(1, &at, false).view([b, 2, h, w, hid]);
+        let out = self.rest(&from_feats, &per_pixel); // [B, 2, H, W]
+        (out.narrow(1, 0, 1), out.narrow(1, 1, 1))
+    }
+
+    /// The first 1×1 conv split by linearity: the features' term with the bias,
+    /// `[B, 1, H, W, hid]` channels-last, and the codes' terms `[B, N, hid]`.
+    fn first_layer_parts(&self, feats: &Tensor, z: &Tensor) -> (Tensor, Tensor) {
+        let (b, f, h, w) = feats.size4().expect("feats must be [B, F, H, W]");
+        debug_assert_eq!(f, self.feature_channels);
+        let first = &self.layers[0];
+        let w_first = first.ws.flatten(1, -1); // [hid, F + D]
+        let hid = w_first.size()[0];
+        let w_feat = w_first.narrow(1, 0, f);
+        let w_z = w_first.narrow(1, f, z.size()[2]);
+        let from_feats = feats
+            .permute([0, 2, 3, 1])
+            .reshape([b * h * w, f])
+            .linear(&w_feat, first.bs.as_ref())
+            .view([b, 1, h, w, hid]);
+        (from_feats, z.matmul(&w_z.tr()))
+    }
+
+    /// Everything after the first conv's sum: `relu(from_feats + codes)` with codes
+    /// `[B, n, H, W, hid]` or `[B, n, 1, 1, hid]` (broadcast), through the hidden and last
+    /// 1×1 convs as products over channels-last rows → logits `[B, n, H, W]`.
+    fn rest(&self, from_feats: &Tensor, codes: &Tensor) -> Tensor {
+        let (b, _, h, w, hid) = from_feats
+            .size5()
+            .expect("feature term must be [B, 1, H, W, hid]");
+        let n = codes.size()[1];
+        // In-place ReLUs (as the reference's `ReLU(inplace=True)`): neither the sum nor a
+        // product needs its own output for backward, and no map is allocated twice.
+        let mut x = (from_feats + codes).relu_().view([b * n * h * w, hid]);
+        for conv in &self.layers[1..] {
+            x = x.linear(&conv.ws.flatten(1, -1), conv.bs.as_ref()).relu_();
+        }
+        let last = &self.last_layer;
+        x.linear(&last.ws.flatten(1, -1), last.bs.as_ref())
+            .view([b, n, h, w])
     }
 
     /// The reference computation, literally: tile z `[B, D]` to `[B, D, H, W]`, concatenate
