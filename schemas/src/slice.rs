@@ -260,6 +260,19 @@ pub fn to_batch(rows: &[SliceRecord]) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).expect("slice columns match the slice schema")
 }
 
+/// Column `name` of `batch` as its concrete Arrow array type `A`, or `None` when it is
+/// missing or of another type.
+pub fn typed_column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Option<&'a A> {
+    batch.column_by_name(name)?.as_any().downcast_ref::<A>()
+}
+
+/// [`typed_column`] on a batch whose types are known to match the slice schema (checked
+/// by [`SliceColumns::new`] or built by [`to_batch`]).
+fn checked<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a A {
+    typed_column(batch, name)
+        .unwrap_or_else(|| panic!("column `{name}` was checked against the slice schema"))
+}
+
 /// Typed access to the columns of a slice batch: zero-copy for the image and the scalar
 /// columns; the bit-packed masks are unpacked once, when the batch is wrapped, so that
 /// readers (the training loader above all) borrow 0/1 bytes as cheaply as before.
@@ -293,55 +306,25 @@ impl SliceColumns {
                 ));
             }
         }
-        let u32s = |name: &str| {
-            batch
-                .column_by_name(name)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .unwrap()
-                .clone()
-        };
-        let binary = |name: &str| {
-            batch
-                .column_by_name(name)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<BinaryArray>()
-                .unwrap()
-                .clone()
-        };
-        let (heights, widths) = (u32s(col::HEIGHT), u32s(col::WIDTH));
-        let present = batch
-            .column_by_name(col::RATERS_PRESENT)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<ListArray>()
-            .unwrap()
-            .clone();
-        let (masks_col, inter_col, union_col) = (
-            binary(col::MASKS),
-            binary(col::INTERSECTION),
-            binary(col::UNION),
-        );
+        let heights: &UInt32Array = checked(&batch, col::HEIGHT);
+        let widths: &UInt32Array = checked(&batch, col::WIDTH);
+        let present: &ListArray = checked(&batch, col::RATERS_PRESENT);
+        let masks_col: &BinaryArray = checked(&batch, col::MASKS);
+        let inter_col: &BinaryArray = checked(&batch, col::INTERSECTION);
+        let union_col: &BinaryArray = checked(&batch, col::UNION);
         let rows = batch.num_rows();
-        let mut out = SliceColumns {
-            masks: Vec::new(),
-            mask_offsets: Vec::with_capacity(rows + 1),
-            intersection: Vec::new(),
-            union: Vec::new(),
-            plane_offsets: Vec::with_capacity(rows + 1),
-            batch,
-        };
-        out.mask_offsets.push(0);
-        out.plane_offsets.push(0);
+        let (mut masks, mut intersection, mut union) = (Vec::new(), Vec::new(), Vec::new());
+        let mut mask_offsets = Vec::with_capacity(rows + 1);
+        let mut plane_offsets = Vec::with_capacity(rows + 1);
+        mask_offsets.push(0);
+        plane_offsets.push(0);
         for row in 0..rows {
             let hw = heights.value(row) as usize * widths.value(row) as usize;
             let r = present.value_length(row) as usize;
             for (name, column, n, dest) in [
-                (col::MASKS, &masks_col, r * hw, &mut out.masks),
-                (col::INTERSECTION, &inter_col, hw, &mut out.intersection),
-                (col::UNION, &union_col, hw, &mut out.union),
+                (col::MASKS, masks_col, r * hw, &mut masks),
+                (col::INTERSECTION, inter_col, hw, &mut intersection),
+                (col::UNION, union_col, hw, &mut union),
             ] {
                 let packed = column.value(row);
                 if packed.len() != packed_bits::packed_len(n) {
@@ -353,10 +336,17 @@ impl SliceColumns {
                 }
                 packed_bits::unpack_into(packed, n, dest);
             }
-            out.mask_offsets.push(out.masks.len());
-            out.plane_offsets.push(out.union.len());
+            mask_offsets.push(masks.len());
+            plane_offsets.push(union.len());
         }
-        Ok(out)
+        Ok(SliceColumns {
+            batch,
+            masks,
+            mask_offsets,
+            intersection,
+            union,
+            plane_offsets,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -395,50 +385,16 @@ impl SliceColumns {
     }
 
     fn list(&self, name: &str) -> &ListArray {
-        self.batch
-            .column_by_name(name)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<ListArray>()
-            .unwrap()
+        checked(&self.batch, name)
     }
 
     /// The whole row as an owned record.
     pub fn record(&self, row: usize) -> SliceRecord {
         let b = &self.batch;
-        let s = |name: &str| {
-            b.column_by_name(name)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap()
-                .value(row)
-                .to_string()
-        };
-        let u = |name: &str| {
-            b.column_by_name(name)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .unwrap()
-                .value(row)
-        };
-        let i = |name: &str| {
-            b.column_by_name(name)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .value(row)
-        };
-        let f = |name: &str| {
-            b.column_by_name(name)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .unwrap()
-                .value(row)
-        };
+        let s = |name: &str| checked::<StringArray>(b, name).value(row).to_string();
+        let u = |name: &str| checked::<UInt32Array>(b, name).value(row);
+        let i = |name: &str| checked::<Int32Array>(b, name).value(row);
+        let f = |name: &str| checked::<Float64Array>(b, name).value(row);
         let strs = |name: &str| {
             let list = self.list(name);
             let (s0, e0) = bounds(list, row);

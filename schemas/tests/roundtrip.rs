@@ -203,3 +203,29 @@ fn fingerprint_ignores_key_order() {
     let c: serde_json::Value = serde_json::from_str(r#"{"b": [2, 1], "a": 1}"#).unwrap();
     assert_ne!(fingerprint(&a), fingerprint(&c));
 }
+
+/// A packed mask column whose byte count does not fit its row's raters x height x width
+/// is refused with the row and the column named, not unpacked into garbage.
+#[test]
+fn packed_masks_of_the_wrong_length_are_refused() {
+    use arrow::array::{ArrayRef, BinaryArray, RecordBatch};
+    use std::sync::Arc;
+    let batch = slice::to_batch(&[slice_record(1), slice_record(2)]);
+    // 3 raters x 4 x 5 = 60 values = 8 bytes; row 1 gets 7.
+    let short = BinaryArray::from(vec![&[0u8; 8][..], &[0u8; 7][..]]);
+    let index = batch.schema().index_of(slice::col::MASKS).unwrap();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns[index] = Arc::new(short);
+    let bad = RecordBatch::try_new(batch.schema(), columns).unwrap();
+    let err = SliceColumns::new(bad)
+        .err()
+        .expect("a short mask is refused");
+    assert!(
+        err.contains("row 1") && err.contains("`masks`") && err.contains("7 packed bytes"),
+        "{err}"
+    );
+    // The well-formed batch unpacks to the records' own masks.
+    let cols = SliceColumns::new(batch).unwrap();
+    assert_eq!(cols.masks(1), &slice_record(2).masks[..]);
+    assert_eq!(cols.union(0), &slice_record(1).union[..]);
+}

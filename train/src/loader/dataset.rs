@@ -10,7 +10,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use arrow::array::{Array, BooleanArray, Int32Array, ListArray, StringArray, UInt32Array};
+use arrow::array::AsArray;
+use arrow::datatypes::{Int32Type, UInt32Type};
 use rayon::prelude::*;
 
 use schemas::manifest::{Manifest, RaterOrder};
@@ -262,41 +263,15 @@ impl Index {
             row,
             reason,
         };
-        let strings = |name: &str| {
-            batch
-                .column_by_name(name)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap()
-        };
-        let u32s = |name: &str| {
-            batch
-                .column_by_name(name)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .unwrap()
-        };
+        // SliceColumns::new checked every column's type.
+        let column = |name: &str| batch.column_by_name(name).expect("checked column");
+        let strings = |name: &str| column(name).as_string::<i32>();
+        let u32s = |name: &str| column(name).as_primitive::<UInt32Type>();
         let (study, target) = (strings(col::STUDY_ID), strings(col::TARGET_ID));
-        let slice = batch
-            .column_by_name(col::SLICE_INDEX)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .unwrap();
+        let slice = column(col::SLICE_INDEX).as_primitive::<Int32Type>();
         let (hs, ws, cs) = (u32s(col::HEIGHT), u32s(col::WIDTH), u32s(col::CHANNELS));
-        let present_list = batch
-            .column_by_name(col::RATERS_PRESENT)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<ListArray>()
-            .unwrap();
-        let present_values = present_list
-            .values()
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .unwrap();
+        let present_list = column(col::RATERS_PRESENT).as_list::<i32>();
+        let present_values = present_list.values().as_boolean();
         let part_index = self.parts.len() as u32;
         let (c, r, h, w) = self.dims;
         for row in 0..part.len() {
