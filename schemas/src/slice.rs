@@ -260,16 +260,13 @@ pub fn to_batch(rows: &[SliceRecord]) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).expect("slice columns match the slice schema")
 }
 
-/// Column `name` of `batch` as its concrete Arrow array type `A`, or `None` when it is
-/// missing or of another type.
-pub fn typed_column<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Option<&'a A> {
-    batch.column_by_name(name)?.as_any().downcast_ref::<A>()
-}
-
-/// [`typed_column`] on a batch whose types are known to match the slice schema (checked
-/// by [`SliceColumns::new`] or built by [`to_batch`]).
+/// Column `name` of `batch` as its concrete Arrow array type `A`, on a batch whose types
+/// are known to match the slice schema (checked by [`SliceColumns::new`] or built by
+/// [`to_batch`]).
 fn checked<'a, A: Array + 'static>(batch: &'a RecordBatch, name: &str) -> &'a A {
-    typed_column(batch, name)
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<A>())
         .unwrap_or_else(|| panic!("column `{name}` was checked against the slice schema"))
 }
 

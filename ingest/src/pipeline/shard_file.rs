@@ -6,7 +6,7 @@
 //! synthetic LIDC studies showed its single encoding thread busy from start to end while
 //! the loader threads idled at half a core each: the writer, not the cores, set the wall
 //! time. So each full row group is handed to its own encoding thread (the image column on
-//! one more) as soon as it fills, up to [`ShardFile::in_flight`] groups at a time, and the
+//! one more) as soon as it fills, up to as many groups at a time as there are cores, and the
 //! finished column chunks are appended strictly in group order. The file is the one
 //! `ArrowWriter` writes: same properties, same row group boundaries (a group closes at
 //! `row_group_rows` rows, spanning studies), batches fed to the column writers in the
