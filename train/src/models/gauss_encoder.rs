@@ -6,6 +6,7 @@
 //! reference `Sequential` indices: `encoder.layers.{i}.{weight,bias}` (pools and ReLUs take
 //! indices too) and `conv_layer.*`.
 use super::init::{conv2d, BiasInit, ConvShape, WeightInit};
+use super::relu_owned;
 use super::Gaussian;
 use tch::nn;
 use tch::Tensor;
@@ -85,7 +86,7 @@ impl GaussEncoder {
         for layer in &self.layers {
             h = match layer {
                 Layer::Pool => h.avg_pool2d([2, 2], [2, 2], [0, 0], true, true, None::<i64>),
-                Layer::Conv(c) => h.apply(c).relu(),
+                Layer::Conv(c) => relu_owned(h.apply(c)),
             };
         }
         h

@@ -7,6 +7,7 @@
 //! `layers.{0,3,6,9,12,15}.{weight,bias}`.
 use super::gauss_encoder::SMALL_BIAS_STD;
 use super::init::{conv2d, BiasInit, ConvShape, WeightInit};
+use super::relu_owned;
 use tch::nn;
 use tch::Tensor;
 
@@ -64,11 +65,8 @@ impl ProjHead {
             if level.pool {
                 h = h.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
             }
-            h = h
-                .apply(&level.conv1)
-                .relu()
-                .feature_dropout(self.dropout, train);
-            h = h.apply(&level.conv2).relu();
+            h = relu_owned(h.apply(&level.conv1)).feature_dropout(self.dropout, train);
+            h = relu_owned(h.apply(&level.conv2));
         }
         h
     }

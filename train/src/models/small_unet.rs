@@ -2,6 +2,7 @@
 //! test/demo stand-in for the ResNet-34 U-Net. Input H and W must be divisible by
 //! 2^(depth-1); depth >= 2 (checked by `ModelConfig::validate`).
 use super::init::{batch_norm2d, conv2d, BiasInit, ConvShape, WeightInit};
+use super::relu_owned;
 use super::unet_decoder::upsample2;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -38,8 +39,8 @@ impl DoubleConv {
 
 impl ModuleT for DoubleConv {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let h = xs.apply(&self.conv1).apply_t(&self.bn1, train).relu();
-        h.apply(&self.conv2).apply_t(&self.bn2, train).relu()
+        let h = relu_owned(xs.apply(&self.conv1).apply_t(&self.bn1, train));
+        relu_owned(h.apply(&self.conv2).apply_t(&self.bn2, train))
     }
 }
 
