@@ -99,6 +99,7 @@ fn check_outputs(model: &BaselineModel, s: i64, per_rater: bool) {
 
 #[test]
 fn plain_unets_learn_their_targets() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     for spec in [
         BaselineSpec::UnetRater { rater: 2 },
         BaselineSpec::Rs,
@@ -113,6 +114,7 @@ fn plain_unets_learn_their_targets() {
 
 #[test]
 fn unet_rater_skips_batches_without_its_rater() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     tch::manual_seed(1);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = BaselineModel::new(
@@ -135,12 +137,14 @@ fn unet_rater_skips_batches_without_its_rater() {
 
 #[test]
 fn prob_unet_learns_and_samples_ten() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     let m = assert_decreases(BaselineSpec::ProbUnet(ProbUnetOptions::default()), 8, 1e-2);
     check_outputs(&m, 10, false);
 }
 
 #[test]
 fn cm_models_learn_faithful_form() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     let m = assert_decreases(BaselineSpec::CmGlobal(CmOptions::faithful()), 8, 1e-2);
     check_outputs(&m, R, true);
     let m = assert_decreases(BaselineSpec::CmPixel(CmOptions::faithful()), 8, 1e-2);
@@ -150,6 +154,7 @@ fn cm_models_learn_faithful_form() {
 
 #[test]
 fn paper_cm_collapses_to_identity() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     for kind in [CmKind::Global, CmKind::Pixel] {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
@@ -187,6 +192,7 @@ fn paper_cm_collapses_to_identity() {
 
 #[test]
 fn pionono_kl_at_init_is_the_closed_form() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     tch::manual_seed(9);
     let vs = nn::VarStore::new(Device::Cpu);
     let opts = PiononoOptions::default();
@@ -224,6 +230,7 @@ fn pionono_kl_at_init_is_the_closed_form() {
 
 #[test]
 fn pionono_learns_and_outputs_one_map_per_rater() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     let m = assert_decreases(BaselineSpec::Pionono(PiononoOptions::default()), 8, 1e-2);
     check_outputs(&m, R, true);
     assert_eq!(m.lr_groups()[0].prefix, "latents");
@@ -231,6 +238,7 @@ fn pionono_learns_and_outputs_one_map_per_rater() {
 
 #[test]
 fn tab_learns_and_outputs_one_map_per_rater_or_samples() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     let m = assert_decreases(BaselineSpec::Tab(TabOptions::default()), 8, 1e-2);
     check_outputs(&m, R, true);
     let (x, ..) = data();
@@ -261,6 +269,7 @@ fn tab_learns_and_outputs_one_map_per_rater_or_samples() {
 /// equals W Wᵀ + diag(d) within 5 standard errors of each entry's estimator; the mean is μ.
 #[test]
 fn tab_low_rank_samples_have_the_covariance() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     tch::manual_seed(21);
     let mu = Tensor::from_slice(&[0.5f64, -1.0, 2.0]).to_kind(Kind::Double);
     let w = Tensor::from_slice(&[1.0f64, 0.5, -0.7, 0.2, 0.3, -1.2]).view([3, 2]);
@@ -305,6 +314,7 @@ fn tab_low_rank_samples_have_the_covariance() {
 /// mask channel instead of R), and the backbone draws come first in both.
 #[test]
 fn prob_unet_shares_dpersona_parts_and_init_order() {
+    let _rng = testkit::torch_rng_lock(); // seeded draws must not interleave
     let cfg = ModelConfig::small(1);
     let build = |f: &dyn Fn(&nn::Path)| {
         tch::manual_seed(5);

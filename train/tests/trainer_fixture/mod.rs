@@ -13,13 +13,9 @@ use schemas::manifest::{
 use schemas::parquet_io::AtomicParquetWriter;
 use schemas::slice::{self, SliceRecord};
 
-/// libtorch's random generator is process-wide and the trainer reseeds it at every step, so
-/// two trainings on parallel test threads would interleave their draws and neither would be
-/// reproducible. Every test that trains holds this guard for its whole body.
-pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Every test that trains holds this guard for its whole body (the trainer reseeds
+/// libtorch's process-wide generator at every step).
+pub use testkit::torch_rng_lock;
 
 pub const SIZE: u32 = 32;
 
