@@ -148,8 +148,9 @@ pub fn stage1_losses(
         ReconFrom::Prior => prior.rsample(),
         ReconFrom::Posterior => posterior.rsample(),
     };
-    let rec = generalized_dice_loss(&model.decode(&feats, &z_rec), &select_rater(y, rater));
-    let (upper, lower) = model.decode_extremes(&feats, &prior.rsample_n(opts.k_bound));
+    let z_bound = prior.rsample_n(opts.k_bound);
+    let (rec_logits, upper, lower) = model.decode_with_extremes(&feats, &z_rec, &z_bound);
+    let rec = generalized_dice_loss(&rec_logits, &select_rater(y, rater));
     let bound = bound_loss_of_extremes(&upper, &lower, union, intersection);
     let l2 = model.l2_penalty() * opts.l2;
     let total = &rec + &kl + &bound * opts.beta + &l2;

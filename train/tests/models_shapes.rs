@@ -244,17 +244,26 @@ fn log_sigma_is_clamped() {
 
 /// The bound loss's fast path (decode K codes without a graph, then only each pixel's
 /// argmax and argmin code with one) gives max_dim/min_dim's values AND autograd's
-/// gradients through them: to the features, to the codes and to every Fcomb weight.
+/// gradients through them: to the features, to the codes and to every Fcomb weight. At
+/// 96² the CPU search for the extreme codes runs in several pixel blocks, the last partial.
 #[test]
 fn decode_extremes_match_max_and_min_of_all_codes_with_their_gradients() {
+    for side in [16, 96] {
+        check_decode_extremes(side);
+    }
+}
+
+fn check_decode_extremes(side: i64) {
     use train::losses::{bound_loss, bound_loss_of_extremes};
     tch::manual_seed(3);
     let (vs, m) = build(&ModelConfig::small(1));
     let opts = (Kind::Float, Device::Cpu);
-    let feats = Tensor::randn([2, 8, 16, 16], opts).set_requires_grad(true);
+    let feats = Tensor::randn([2, 8, side, side], opts).set_requires_grad(true);
     let z = Tensor::randn([2, 10, 6], opts).set_requires_grad(true);
-    let union = Tensor::rand([2, 16, 16], opts).gt(0.4).to_kind(Kind::Float);
-    let inter = (&union * Tensor::rand([2, 16, 16], opts).gt(0.5)).to_kind(Kind::Float);
+    let union = Tensor::rand([2, side, side], opts)
+        .gt(0.4)
+        .to_kind(Kind::Float);
+    let inter = (&union * Tensor::rand([2, side, side], opts).gt(0.5)).to_kind(Kind::Float);
     let mut inputs = vec![feats.shallow_clone(), z.shallow_clone()];
     let mut fcomb_vars: Vec<(String, Tensor)> = vs
         .variables()
@@ -272,24 +281,62 @@ fn decode_extremes_match_max_and_min_of_all_codes_with_their_gradients() {
         (&lower, all.min_dim(1, true).0),
     ] {
         let diff = (fast - literal).abs().max().double_value(&[]);
-        assert!(diff < 1e-5, "extreme logits differ by {diff}");
+        assert!(diff < 1e-5, "{side}²: extreme logits differ by {diff}");
     }
     let literal = bound_loss(&all, &union, &inter);
     let fast = bound_loss_of_extremes(&upper, &lower, &union, &inter);
     assert!((literal.double_value(&[]) - fast.double_value(&[])).abs() < 1e-6);
     let g_literal = Tensor::run_backward(&[literal], &inputs, false, false);
     let g_fast = Tensor::run_backward(&[fast], &inputs, false, false);
-    let names = ["feats", "z"]
+    let names: Vec<String> = ["feats", "z"]
         .into_iter()
         .map(String::from)
-        .chain(fcomb_vars.iter().map(|(n, _)| n.clone()));
-    for ((name, a), b) in names.zip(&g_literal).zip(&g_fast) {
+        .chain(fcomb_vars.iter().map(|(n, _)| n.clone()))
+        .collect();
+    assert_same_gradients(side, &names, &g_literal, &g_fast);
+
+    // The Stage-I pass that decodes one more code per image beside the extremes gives
+    // decode()'s logits, the same extremes, and the sum of both graphs' gradients.
+    let z_one = Tensor::randn([2, 6], opts).set_requires_grad(true);
+    inputs.push(z_one.shallow_clone());
+    let (one, upper2, lower2) = m.decode_with_extremes(&feats, &z_one, &z);
+    let one_literal = m.decode(&feats, &z_one);
+    // Fresh graphs: the backward above freed the first ones.
+    let (upper, lower) = m.decode_extremes(&feats, &z);
+    for (a, b, what) in [
+        (&one, &one_literal, "one code"),
+        (&upper2, &upper, "upper"),
+        (&lower2, &lower, "lower"),
+    ] {
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{side}²: {what} logits differ by {diff}");
+    }
+    // A loss reading all three outputs, so that every input gets gradient from each.
+    let weights = Tensor::rand([3, 1, side, side], opts);
+    let loss_of = |one: &Tensor, up: &Tensor, lo: &Tensor| {
+        (Tensor::cat(&[one, up, lo], 1).sigmoid() * weights.transpose(0, 1)).sum(None)
+    };
+    let g_literal = Tensor::run_backward(
+        &[loss_of(&one_literal, &upper, &lower)],
+        &inputs,
+        false,
+        false,
+    );
+    let g_fast = Tensor::run_backward(&[loss_of(&one, &upper2, &lower2)], &inputs, false, false);
+    let mut names = names;
+    names.push("z_one".into());
+    assert_same_gradients(side, &names, &g_literal, &g_fast);
+}
+
+fn assert_same_gradients(side: i64, names: &[String], literal: &[Tensor], fast: &[Tensor]) {
+    assert_eq!(names.len(), literal.len());
+    for ((name, a), b) in names.iter().zip(literal).zip(fast) {
         let scale = a.abs().max().double_value(&[]);
-        assert!(scale > 0.0, "{name}: no gradient reached it");
+        assert!(scale > 0.0, "{side}²: {name}: no gradient reached it");
         let diff = (a - b).abs().max().double_value(&[]);
         assert!(
             diff <= 1e-5 * scale.max(1.0),
-            "{name}: gradients differ by {diff} (scale {scale})"
+            "{side}²: {name}: gradients differ by {diff} (scale {scale})"
         );
     }
 }

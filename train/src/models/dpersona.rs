@@ -151,6 +151,19 @@ impl DPersona {
         self.fcomb.forward_extremes(feats, z)
     }
 
+    /// [`Self::decode`] of `z_one` `[B, D]` and [`Self::decode_extremes`] of `z` `[B, N, D]`
+    /// in one Fcomb pass (a Stage-I step's reconstruction and bound-loss decodes):
+    /// (logits `[B, 1, H, W]`, upper, lower).
+    pub fn decode_with_extremes(
+        &self,
+        feats: &Tensor,
+        z_one: &Tensor,
+        z: &Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
+        self.fcomb
+            .forward_with_extremes(feats, &z_one.unsqueeze(1), z)
+    }
+
     /// Attention queries of the R heads `[B, R, D]` (dropout active iff `train`).
     pub fn queries(&self, feats: &Tensor, train: bool) -> Tensor {
         let qs: Vec<Tensor> = self.heads.iter().map(|h| h.query(feats, train)).collect();

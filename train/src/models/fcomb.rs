@@ -3,12 +3,17 @@
 use super::gauss_encoder::{push_conv_norms, SMALL_BIAS_STD};
 use super::init::{conv2d, BiasInit, ConvShape, WeightInit};
 use tch::nn;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// Upper bound on the bytes of one hidden map `[B·n, hid, H, W]` in [`Fcomb::forward`]: half
 /// of glibc's largest mmap threshold (32 MiB), so that freed maps are reused from the heap
 /// instead of being unmapped and page-faulted in again at every call.
 pub const CHUNK_BYTES: i64 = 16 << 20;
+
+/// Bytes of one hidden map block in [`Fcomb::forward_extremes`]'s search for each pixel's
+/// extreme codes on the CPU: small enough for a block's maps to stay in the last-level
+/// cache between layers, large enough that per-op overhead stays small.
+pub const EXTREMES_BLOCK_BYTES: i64 = 1 << 20;
 
 #[derive(Debug)]
 pub struct Fcomb {
@@ -114,25 +119,109 @@ impl Fcomb {
     /// the ten; with 16 channels these maps are pure memory traffic (a 16→16 layer over
     /// 132 maps of 128² moves ~1.8 GB forward and backward). So the K codes are decoded
     /// without a graph to find each pixel's argmax and argmin (first on ties, as
-    /// `max_dim` picks), and only those two codes are decoded again with a graph, each
-    /// pixel reading its own code's first-layer term. Same values (up to float rounding of
-    /// a row computed in another batch) and the same gradients, including to the codes.
+    /// `max_dim` picks; see [`Self::extreme_codes`]), and only those two codes are decoded
+    /// again with a graph, each pixel reading its own code's first-layer term. Same values
+    /// (up to float rounding of a row computed in another batch) and the same gradients,
+    /// including to the codes.
     pub fn forward_extremes(&self, feats: &Tensor, z: &Tensor) -> (Tensor, Tensor) {
+        let (_, upper, lower) = self.decode_selected(feats, None, z);
+        (upper, lower)
+    }
+
+    /// [`Self::forward`] of one code per image `z_one` `[B, 1, D]` and
+    /// [`Self::forward_extremes`] of N codes `z` `[B, N, D]` in one pass, as a Stage-I
+    /// step needs (reconstruction and bound loss): the features' first-layer term is
+    /// computed once and the three maps go through the hidden layers together.
+    /// Returns (logits `[B, 1, H, W]`, upper, lower).
+    pub fn forward_with_extremes(
+        &self,
+        feats: &Tensor,
+        z_one: &Tensor,
+        z: &Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
+        let (one, upper, lower) = self.decode_selected(feats, Some(z_one), z);
+        (one.expect("z_one was given"), upper, lower)
+    }
+
+    fn decode_selected(
+        &self,
+        feats: &Tensor,
+        z_one: Option<&Tensor>,
+        z: &Tensor,
+    ) -> (Option<Tensor>, Tensor, Tensor) {
         let (b, _, h, w) = feats.size4().expect("feats must be [B, F, H, W]");
-        let (upper_at, lower_at) = tch::no_grad(|| {
-            let logits = self.forward(feats, z);
-            (logits.argmax(1, true), logits.argmin(1, true)) // [B, 1, H, W] each
-        });
-        let (from_feats, from_z) = self.first_layer_parts(feats, z);
-        let hid = from_z.size()[2];
+        let n = z.size()[1];
+        assert!(n > 0, "the pixelwise max and min need at least one code");
+        let extra = z_one.map_or(0, |t| t.size()[1]);
+        let all_z = match z_one {
+            Some(one) => Tensor::cat(&[one, z], 1),
+            None => z.shallow_clone(),
+        };
+        let (from_feats, from_all) = self.first_layer_parts(feats, &all_z);
+        let hid = from_all.size()[2];
+        let from_z = from_all.narrow(1, extra, n);
+        let (upper_at, lower_at) = tch::no_grad(|| self.extreme_codes(&from_feats, &from_z));
         // Per pixel, the first-layer term of its own code: [B, 2·H·W, hid] gathered from
         // the N code terms [B, N, hid] (upper codes' pixels first, then lower codes').
         let at = Tensor::cat(&[upper_at, lower_at], 1)
             .view([b, 2 * h * w, 1])
             .expand([b, 2 * h * w, hid], false);
         let per_pixel = from_z.gather(1, &at, false).view([b, 2, h, w, hid]);
-        let out = self.rest(&from_feats, &per_pixel); // [B, 2, H, W]
-        (out.narrow(1, 0, 1), out.narrow(1, 1, 1))
+        let codes = if extra > 0 {
+            let one = from_all
+                .narrow(1, 0, extra)
+                .view([b, extra, 1, 1, hid])
+                .expand([b, extra, h, w, hid], false);
+            Tensor::cat(&[one, per_pixel], 1)
+        } else {
+            per_pixel
+        };
+        let out = self.rest(&from_feats, &codes); // [B, extra + 2, H, W]
+        let one = (extra > 0).then(|| out.narrow(1, 0, extra));
+        (one, out.narrow(1, extra, 1), out.narrow(1, extra + 1, 1))
+    }
+
+    /// Each pixel's argmax and argmin code `[B, 1, H, W]` (int64) over the N codes, from
+    /// the first layer's terms (`[B, 1, H, W, hid]` and `[B, N, hid]`), without a graph.
+    ///
+    /// On the CPU the pixels go through the remaining layers in blocks of
+    /// [`EXTREMES_BLOCK_BYTES`] per map with all N codes at once, so that a block's hidden
+    /// maps stay in cache from one layer to the next: decoding the N codes one map at a
+    /// time streams 9 full-size maps per code through memory (~1.1 GB for K = 10 at batch
+    /// 12, 128²). On CUDA, where each small kernel launch costs more than the traffic, all
+    /// codes are decoded as one map.
+    fn extreme_codes(&self, from_feats: &Tensor, codes: &Tensor) -> (Tensor, Tensor) {
+        let (b, _, h, w, hid) = from_feats
+            .size5()
+            .expect("feature term must be [B, 1, H, W, hid]");
+        let n = codes.size()[1];
+        if from_feats.device().is_cuda() {
+            let logits = self.rest(from_feats, &codes.view([b, n, 1, 1, hid]));
+            return (logits.argmax(1, true), logits.argmin(1, true));
+        }
+        let hw = h * w;
+        let elt = from_feats.kind().elt_size_in_bytes() as i64;
+        let block = (EXTREMES_BLOCK_BYTES / (n * hid * elt)).clamp(1, hw);
+        let opts = (Kind::Int64, from_feats.device());
+        let upper = Tensor::empty([b, hw], opts);
+        let lower = Tensor::empty([b, hw], opts);
+        let rows = from_feats.view([b, hw, 1, hid]);
+        for i in 0..b {
+            let code_terms = codes.get(i).view([1, n, hid]);
+            let (rows_i, upper_i, lower_i) = (rows.get(i), upper.get(i), lower.get(i));
+            for start in (0..hw).step_by(block as usize) {
+                let len = block.min(hw - start);
+                let first = (rows_i.narrow(0, start, len) + &code_terms).relu_();
+                let logits = self.after_first(first.view([len * n, hid])).view([len, n]);
+                upper_i
+                    .narrow(0, start, len)
+                    .copy_(&logits.argmax(1, false));
+                lower_i
+                    .narrow(0, start, len)
+                    .copy_(&logits.argmin(1, false));
+            }
+        }
+        (upper.view([b, 1, h, w]), lower.view([b, 1, h, w]))
     }
 
     /// The first 1×1 conv split by linearity: the features' term with the bias,
@@ -163,13 +252,18 @@ impl Fcomb {
         let n = codes.size()[1];
         // In-place ReLUs (as the reference's `ReLU(inplace=True)`): neither the sum nor a
         // product needs its own output for backward, and no map is allocated twice.
-        let mut x = (from_feats + codes).relu_().view([b * n * h * w, hid]);
+        let first = (from_feats + codes).relu_().view([b * n * h * w, hid]);
+        self.after_first(first).view([b, n, h, w])
+    }
+
+    /// The hidden and last 1×1 convs over rows `[P, hid]` of first-layer activations →
+    /// logits `[P, 1]`.
+    fn after_first(&self, mut x: Tensor) -> Tensor {
         for conv in &self.layers[1..] {
             x = x.linear(&conv.ws.flatten(1, -1), conv.bs.as_ref()).relu_();
         }
         let last = &self.last_layer;
         x.linear(&last.ws.flatten(1, -1), last.bs.as_ref())
-            .view([b, n, h, w])
     }
 
     /// The reference computation, literally: tile z `[B, D]` to `[B, D, H, W]`, concatenate
