@@ -80,9 +80,10 @@ impl GaussEncoder {
     }
 
     /// The conv map before pooling: `[B, in, H, W]` → `[B, filters.last(), H/2^(n-1), ..]`
-    /// (`[B,256,8,8]` for the paper at 128²).
+    /// (`[B,256,8,8]` for the paper at 128²), with channels-last strides on the CPU (see
+    /// [`channels_last_on_cpu`]).
     pub fn encode(&self, input: &Tensor) -> Tensor {
-        let mut h = input.shallow_clone();
+        let mut h = channels_last_on_cpu(input);
         for layer in &self.layers {
             h = match layer {
                 Layer::Pool => h.avg_pool2d([2, 2], [2, 2], [0, 0], true, true, None::<i64>),
@@ -116,6 +117,32 @@ impl GaussEncoder {
         }
         push_conv_norms(&self.conv_layer, &mut norms);
         Tensor::stack(&norms, 0).sum(None)
+    }
+}
+
+/// `x` `[B, C, H, W]` with channels-last strides (NHWC in memory, still indexed NCHW) on
+/// the CPU; unchanged elsewhere.
+///
+/// Why: a conv whose input is channels-last makes a channels-last output, and ReLU and
+/// average pooling keep it, so the whole encoder then runs on oneDNN's NHWC kernels
+/// instead of reordering every NCHW map to its blocked layout and back: measured 6-8%
+/// less time for an encoder's forward and backward at batch 12, 128² (the ResNet-34 U-Net
+/// gained nothing, so it stays NCHW). [`GaussEncoder::forward`]'s output is pooled to
+/// `[B, 2D]`, so only [`GaussEncoder::encode`]'s map has these strides. tch has no
+/// `memory_format` argument, so the strides are set explicitly, which also covers C = 1
+/// (where permute/contiguous returns the NCHW tensor unchanged).
+fn channels_last_on_cpu(x: &Tensor) -> Tensor {
+    match x.size4() {
+        Ok((b, c, h, w)) if x.device() == tch::Device::Cpu => {
+            let mut out = Tensor::empty_strided(
+                [b, c, h, w],
+                [h * w * c, 1, w * c, c],
+                (x.kind(), x.device()),
+            );
+            out.copy_(x);
+            out
+        }
+        _ => x.shallow_clone(),
     }
 }
 
