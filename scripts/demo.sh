@@ -5,7 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DP=target/release/dpersona
 OUT=${DEMO_OUT:-demo_out}
+# Outputs of another build (older shard formats, a model trained by older code) would make
+# the resumed steps below fail or print stale numbers: start afresh when the binaries that
+# made $OUT differ from these (or are unknown, for folders made before this stamp existed).
+built_by=$(cat "$DP" target/release/libdpersona_torch.so | sha256sum | cut -c1-16)
+if [ -d "$OUT" ] && [ "$(cat "$OUT/.built-by" 2>/dev/null)" != "$built_by" ] \
+  && [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then
+  echo "demo: $OUT was made by another build of dpersona; starting it afresh"
+  rm -rf "$OUT/raw" "$OUT/data" "$OUT/runs" "$OUT/predictions" "$OUT/figures" \
+    "$OUT/results.parquet"
+fi
 mkdir -p "$OUT"
+echo "$built_by" >"$OUT/.built-by"
 start=$(date +%s)
 step() { echo; echo "== $* ($(( $(date +%s) - start )) s)"; }
 
