@@ -14,7 +14,9 @@ use schemas::parquet_io::AtomicParquetWriter;
 use schemas::slice::{self, SliceRecord};
 
 /// Every test that trains holds this guard for its whole body (the trainer reseeds
-/// libtorch's process-wide generator at every step).
+/// libtorch's process-wide generator at every step). Not every binary that includes this
+/// module trains, hence the allow (as `dead_code` above, for the same reason).
+#[allow(unused_imports)]
 pub use testkit::torch_rng_lock;
 
 pub const SIZE: u32 = 32;
