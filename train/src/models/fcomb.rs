@@ -143,6 +143,8 @@ impl Fcomb {
         (one.expect("z_one was given"), upper, lower)
     }
 
+    /// The body of both: the `z_one` codes (if any) decoded as [`Self::forward`] does,
+    /// then the pixelwise extremes of `z`, all through one pass of the hidden layers.
     fn decode_selected(
         &self,
         feats: &Tensor,
