@@ -93,8 +93,9 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
 /// libtorch has one global generator per process (the trainer reseeds it at every step),
 /// and the test harness runs a binary's tests on several threads: a test that seeds and
 /// then expects its own sequence (the same initial weights from the same seed, a resumed
-/// run equal to an uninterrupted one) fails whenever another test draws in between. Every test of a binary that draws holds
-/// this guard for its whole run. A failed test poisons the lock; the next still gets it.
+/// run equal to an uninterrupted one) fails whenever another test draws in between.
+/// Every test of a binary that draws holds this guard for its whole run. A failed test
+/// poisons the lock; the next still gets it.
 pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
     TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
