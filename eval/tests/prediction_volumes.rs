@@ -129,6 +129,7 @@ fn write_manifest(dir: &Path, slices: &[SliceRecord]) -> Manifest {
             params,
             k_folds: 1,
             split_seed: 1,
+            split_protocol: None,
             shards: vec![ShardEntry {
                 path: "shard-0.parquet".into(),
                 rows: slices.len() as u64,

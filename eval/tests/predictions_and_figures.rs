@@ -127,6 +127,7 @@ fn write_manifest(dir: &Path, slices: &[SliceRecord], order: RaterOrder) -> Mani
             params,
             k_folds: 2,
             split_seed: 1,
+            split_protocol: None,
             shards: vec![ShardEntry {
                 path: "shard-0.parquet".into(),
                 rows: slices.len() as u64,

@@ -4,6 +4,7 @@
 //! study into slice rows ([`SourceFormat::load`]). The pipeline (`pipeline.rs`) runs
 //! `load` on many studies in parallel, writes shards, records rejects and resumes; it
 //! knows nothing about DICOM or NIfTI.
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use schemas::manifest::{RaterOrder, SourceKind};
@@ -78,6 +79,19 @@ pub struct DatasetFacts {
     pub image_values: ImageValues,
 }
 
+/// The fold and split of every study, fixed by the format's own protocol (the authors'
+/// LIDC folds over the pickle's items, the MMIS release's folders) and used instead of the
+/// pipeline's seeded patient-level draw ([`crate::pipeline::folds`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresetSplit {
+    /// Recorded in the manifest header (`split_protocol`), e.g. `lidc-image-kfold4-seed1337`.
+    pub protocol: String,
+    /// Number of folds the `fold` values count (1 when the protocol has none).
+    pub k_folds: u32,
+    /// `study_id` -> (fold, split), for every study `discover` returned.
+    pub by_study: BTreeMap<String, (u32, String)>,
+}
+
 /// A readable source format.
 pub trait SourceFormat: Sync {
     /// Finds the studies under `raw`. An error here is about the whole input (for example
@@ -89,4 +103,19 @@ pub trait SourceFormat: Sync {
 
     /// Facts for the manifest header (known after `discover`).
     fn facts(&self) -> DatasetFacts;
+
+    /// The format's own fold and split of the studies (known after `discover`); `None`
+    /// lets the pipeline assign them per patient from `--folds` and `--split-seed`.
+    fn preset_split(&self) -> Option<PresetSplit> {
+        None
+    }
+
+    /// Files and entries in the raw folder that `discover` found but will not ingest
+    /// (a name that fits no pattern, labels without images, a count that disagrees with
+    /// the dataset's own description), each naming the file (known after `discover`).
+    /// The pipeline prints them as warnings, and `--strict` stops on them: nothing in
+    /// the input is left out without a word.
+    fn notices(&self) -> Vec<StudyError> {
+        Vec::new()
+    }
 }

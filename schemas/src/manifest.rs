@@ -24,6 +24,31 @@ pub enum SourceKind {
     Lidc,
     /// NIfTI volumes with one label file per rater (nnU-Net-like layout).
     Nifti,
+    /// MMIS-2024 HDF5 cases (NPC-170: t1, t1c, t2 and four raters' labels).
+    Mmis,
+    /// The preprocessed LIDC crops pickled by MedicalMatting or the Prob. U-Net port.
+    LidcPickle,
+}
+
+impl SourceKind {
+    /// Whether a target is a whole 3D volume (NPC-style: metrics per volume, the NPC
+    /// augmentation, the paper-npc preset) rather than 2D crops around a nodule
+    /// (LIDC-style: metrics per slice, the LIDC augmentation, the paper-lidc preset).
+    pub fn is_volumetric(self) -> bool {
+        match self {
+            SourceKind::Lidc | SourceKind::LidcPickle => false,
+            SourceKind::Nifti | SourceKind::Mmis => true,
+        }
+    }
+
+    /// The preset `train` picks for this kind when none is given.
+    pub fn default_preset(self) -> &'static str {
+        if self.is_volumetric() {
+            "paper-npc"
+        } else {
+            "paper-lidc"
+        }
+    }
 }
 
 /// How rater channels are ordered when a slice is served.
@@ -69,6 +94,10 @@ pub struct ManifestHeader {
     pub k_folds: u32,
     /// Seed of the patient-level fold and split assignment.
     pub split_seed: u64,
+    /// The format's own fold/split protocol (`lidc-image-kfold4-seed1337`, `mmis-folders`,
+    /// ...) when it replaced the patient-level draw; absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_protocol: Option<String>,
     pub shards: Vec<ShardEntry>,
     /// Rejects table (relative path), if any study was rejected.
     pub rejects_file: Option<String>,

@@ -151,6 +151,7 @@ fn manifest(path: std::path::PathBuf) -> Manifest {
             params,
             k_folds: 4,
             split_seed: 1337,
+            split_protocol: None,
             shards: vec![ShardEntry {
                 path: "shards/shard-00000.parquet".into(),
                 rows: 10,

@@ -237,13 +237,10 @@ pub fn resolve_config(
     args: &TrainArgs,
     manifest: &schemas::manifest::Manifest,
 ) -> anyhow::Result<(String, TrainConfig)> {
-    let preset = args.preset.clone().unwrap_or_else(|| {
-        match manifest.header.source_kind {
-            schemas::manifest::SourceKind::Lidc => "paper-lidc",
-            schemas::manifest::SourceKind::Nifti => "paper-npc",
-        }
-        .to_string()
-    });
+    let preset = args
+        .preset
+        .clone()
+        .unwrap_or_else(|| manifest.header.source_kind.default_preset().to_string());
     let mut cfg = TrainConfig::load(&preset, args.config.as_deref())?;
     if let Some(s) = args.seed {
         cfg.seed = s;

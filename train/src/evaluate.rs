@@ -11,7 +11,7 @@ use eval::prediction_volumes::{read_geometry, VolumeGeometry, VolumeToSave};
 use eval::predictions::{PredictionFiles, PredictionWriter, PredictionsHeader, SliceToSave};
 use eval::results_frame::{write_results, Conventions, ResultsWritten};
 use eval::unit_metrics::{score_unit, MetricOptions, ScoreError};
-use schemas::manifest::{Manifest, SourceKind};
+use schemas::manifest::Manifest;
 use schemas::metrics::MetricRecord;
 use tch::{Device, Tensor};
 
@@ -148,11 +148,13 @@ impl UnitAssembler {
         }
     }
 
-    /// Default unit of a manifest: slices for LIDC, volumes for NIfTI datasets.
+    /// Default unit of a manifest: slices for LIDC-style crops, volumes for NPC-style
+    /// datasets (NIfTI, MMIS), as the paper computes them.
     pub fn default_unit(manifest: &Manifest) -> UnitKind {
-        match manifest.header.source_kind {
-            SourceKind::Lidc => UnitKind::Slice,
-            SourceKind::Nifti => UnitKind::Volume,
+        if manifest.header.source_kind.is_volumetric() {
+            UnitKind::Volume
+        } else {
+            UnitKind::Slice
         }
     }
 

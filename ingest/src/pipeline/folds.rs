@@ -37,10 +37,6 @@ pub struct Assignment {
 pub enum FoldError {
     #[error("--folds must be at least 1")]
     NoFolds,
-    #[error(
-        "--folds {k} needs at least {k} patients, but the dataset has {patients}; lower --folds"
-    )]
-    TooFewPatients { k: u32, patients: usize },
     #[error("--val-fraction {val} and --test-fraction {test} must each be in [0, 1) and sum to less than 1")]
     BadFractions { val: f64, test: f64 },
 }
@@ -66,6 +62,19 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
     }
 }
 
+/// The warning for a dataset with fewer distinct patients than folds, if it has.
+pub fn fewer_patients_than_folds(patients: usize, k: u32) -> Option<String> {
+    (patients < k as usize).then(|| {
+        format!(
+            "{patients} patient(s) for {k} folds: folds {patients}..{} hold no patient (training \
+             with --fold on them has nothing to hold out); ingest with --folds {} or fewer to \
+             use them all",
+            k - 1,
+            patients.max(1)
+        )
+    })
+}
+
 /// Assigns every patient in `patients` (any order, duplicates allowed) a fold and a split.
 pub fn assign<'a>(
     patients: impl IntoIterator<Item = &'a str>,
@@ -84,10 +93,10 @@ pub fn assign<'a>(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    // Fewer patients than folds is allowed (a user trying three scans first must get
+    // shards): KFold's chunking then gives the first `n` folds one patient each and leaves
+    // the rest empty; the pipeline warns ([`fewer_patients_than_folds`]).
     let n = sorted.len();
-    if n < k as usize {
-        return Err(FoldError::TooFewPatients { k, patients: n });
-    }
 
     let mut fold_order = sorted.clone();
     shuffle(&mut fold_order, &mut ChaCha8Rng::seed_from_u64(seed));
@@ -184,11 +193,22 @@ mod tests {
     }
 
     #[test]
-    fn bad_options_are_errors() {
+    fn fewer_patients_than_folds_fill_the_first_folds() {
         let p = ids(3);
+        let a = assign(p.iter().map(String::as_str), 4, 1, 0.0, 0.0).unwrap();
+        let mut folds: Vec<u32> = a.values().map(|v| v.fold).collect();
+        folds.sort();
+        assert_eq!(folds, [0, 1, 2]);
+        let w = fewer_patients_than_folds(3, 4).expect("a warning");
+        assert!(w.contains("folds 3..3 hold no patient"), "{w}");
+        assert_eq!(fewer_patients_than_folds(4, 4), None);
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
         assert_eq!(
-            assign(p.iter().map(String::as_str), 4, 1, 0.0, 0.0),
-            Err(FoldError::TooFewPatients { k: 4, patients: 3 })
+            assign(["a"].into_iter(), 0, 1, 0.0, 0.0),
+            Err(FoldError::NoFolds)
         );
         assert!(check_fractions(0.5, 0.5).is_err());
         assert!(check_fractions(-0.1, 0.0).is_err());

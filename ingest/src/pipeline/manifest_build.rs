@@ -14,7 +14,7 @@ use schemas::write_table;
 use super::folds;
 use super::shard_writer::{FinishedShard, SHARD_DIR};
 use super::IngestError;
-use crate::study::DatasetFacts;
+use crate::study::{DatasetFacts, PresetSplit};
 
 /// File name of the manifest inside the output folder.
 pub const MANIFEST_FILE: &str = "manifest.parquet";
@@ -34,7 +34,8 @@ pub struct SplitOptions {
 ///
 /// `extra_patients`: patients of studies that were found but are not in any shard
 /// (rejected ones); they take part in the fold assignment so that fixing a rejected study
-/// later does not move every other patient to another fold.
+/// later does not move every other patient to another fold. `preset`: the format's own
+/// fold and split of every study, which replaces that assignment.
 pub fn write_manifest(
     out: &Path,
     facts: &DatasetFacts,
@@ -42,6 +43,7 @@ pub fn write_manifest(
     rejects: &[RejectRecord],
     extra_patients: &[String],
     split: SplitOptions,
+    preset: Option<&PresetSplit>,
 ) -> Result<Manifest, IngestError> {
     let rejects_path = out.join(REJECTS_FILE);
     let rejects_file = if rejects.is_empty() {
@@ -85,7 +87,18 @@ pub fn write_manifest(
             sha256: sha256_file(&shard.path)?,
         });
         for w in &shard.studies {
-            let a = assignment[&w.patient_id];
+            let (fold, split) = match preset {
+                Some(p) => p.by_study.get(&w.study_id).cloned().ok_or_else(|| {
+                    IngestError::Options(format!(
+                        "the {} protocol assigns no fold to study `{}` (of shard {relative})",
+                        p.protocol, w.study_id
+                    ))
+                })?,
+                None => {
+                    let a = assignment[&w.patient_id];
+                    (a.fold, a.split.to_string())
+                }
+            };
             studies.push(StudyRecord {
                 study_id: w.study_id.clone(),
                 patient_id: w.patient_id.clone(),
@@ -95,8 +108,8 @@ pub fn write_manifest(
                 volume_depth: w.volume_shape[0],
                 volume_height: w.volume_shape[1],
                 volume_width: w.volume_shape[2],
-                fold: a.fold,
-                split: a.split.to_string(),
+                fold,
+                split,
                 shard: relative.clone(),
             });
         }
@@ -113,8 +126,9 @@ pub fn write_manifest(
         normalisation: facts.normalisation.clone(),
         params: facts.params.clone(),
         fingerprint: fingerprint(&facts.params),
-        k_folds: split.folds,
+        k_folds: preset.map_or(split.folds, |p| p.k_folds),
         split_seed: split.seed,
+        split_protocol: preset.map(|p| p.protocol.clone()),
         shards: entries,
         rejects_file,
         rejected_studies: rejects.len() as u64,

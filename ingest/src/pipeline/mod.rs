@@ -102,6 +102,9 @@ pub struct IngestSummary {
     pub temp_files_removed: usize,
     /// Patients per split (`train`, `val`, `test`).
     pub patients_per_split: std::collections::BTreeMap<String, usize>,
+    /// What the run noticed and did anyway (files the format will not ingest, fewer
+    /// patients than folds), each already printed on stderr as `warning: ...`.
+    pub warnings: Vec<String>,
     pub manifest: Manifest,
 }
 
@@ -127,13 +130,24 @@ impl fmt::Display for IngestSummary {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        writeln!(
-            f,
-            "patients: {} ({} folds, seed {})",
-            splits.join(", "),
-            self.manifest.header.k_folds,
-            self.manifest.header.split_seed
-        )?;
+        match &self.manifest.header.split_protocol {
+            Some(protocol) => writeln!(
+                f,
+                "patients: {} ({} folds, the {protocol} protocol)",
+                splits.join(", "),
+                self.manifest.header.k_folds,
+            )?,
+            None => writeln!(
+                f,
+                "patients: {} ({} folds, seed {})",
+                splits.join(", "),
+                self.manifest.header.k_folds,
+                self.manifest.header.split_seed
+            )?,
+        }
+        if !self.warnings.is_empty() {
+            writeln!(f, "warnings: {} (printed above)", self.warnings.len())?;
+        }
         if let Some(r) = &self.rejects_path {
             writeln!(f, "rejects: {}", r.display())?;
         }
@@ -159,6 +173,11 @@ pub enum IngestError {
         study_id: String,
         first: String,
         second: String,
+    },
+    #[error("{source} (--strict stops on any input left out)")]
+    StrictNotice {
+        #[source]
+        source: StudyError,
     },
     #[error(
         "study `{study_id}` could not be read (--strict stops at the first bad study): {source}"
@@ -243,6 +262,24 @@ pub fn run_ingest(
                 first: first.to_string(),
                 second: s.source_path.clone(),
             });
+        }
+    }
+
+    let mut warnings = Vec::new();
+    for notice in format.notices() {
+        if options.strict {
+            return Err(IngestError::StrictNotice { source: notice });
+        }
+        warnings.push(notice.to_string());
+    }
+    let preset = format.preset_split();
+    if preset.is_none() {
+        let patients: BTreeSet<&str> = found.iter().map(|s| s.patient_id.as_str()).collect();
+        warnings.extend(folds::fewer_patients_than_folds(patients.len(), options.folds));
+    }
+    if options.progress {
+        for w in &warnings {
+            eprintln!("warning: {w}");
         }
     }
 
@@ -334,6 +371,7 @@ pub fn run_ingest(
             val_fraction: options.val_fraction,
             test_fraction: options.test_fraction,
         },
+        preset.as_ref(),
     )?;
     Ok(IngestSummary {
         out: out.to_path_buf(),
@@ -347,6 +385,7 @@ pub fn run_ingest(
         shards: shards.len(),
         temp_files_removed,
         patients_per_split: manifest_build::split_counts(&manifest),
+        warnings,
         manifest,
     })
 }

@@ -20,6 +20,10 @@ use super::shard_writer::{FinishedShard, ShardWriter};
 use super::IngestError;
 use crate::study::{SourceFormat, StudyError, StudyInput, StudyOutput};
 
+/// Rejected studies printed one by one on stderr; past these a count is printed (a
+/// dataset with thousands of bad files would otherwise bury the summary).
+pub const PRINTED_REJECTS: usize = 20;
+
 enum Message<'a> {
     Loaded(&'a StudyInput, StudyOutput),
     Failed(&'a StudyInput, StudyError),
@@ -87,6 +91,12 @@ fn write_all(
     for message in rx.iter() {
         let (study, error) = match message {
             Message::Done => {
+                if rejects.len() > PRINTED_REJECTS {
+                    progress.println(format!(
+                        "... and {} more rejected studies (every one is listed in rejects.parquet)",
+                        rejects.len() - PRINTED_REJECTS
+                    ));
+                }
                 let shards = writer.finish().map_err(|e| stop(e.into()))?;
                 return Ok(LoadResult { shards, rejects });
             }
@@ -106,7 +116,9 @@ fn write_all(
                 source: error,
             }));
         }
-        progress.println(format!("rejected {}: {error}", study.study_id));
+        if rejects.len() < PRINTED_REJECTS {
+            progress.println(format!("rejected {}: {error}", study.study_id));
+        }
         progress.inc(1);
         rejects.push(RejectRecord {
             study_id: study.study_id.clone(),

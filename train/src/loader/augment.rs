@@ -28,9 +28,10 @@ pub enum AugmentKind {
 impl AugmentKind {
     /// The paper's training augmentation for a dataset of `source` kind.
     pub fn for_source(source: SourceKind) -> Self {
-        match source {
-            SourceKind::Lidc => AugmentKind::Lidc,
-            SourceKind::Nifti => AugmentKind::Npc,
+        if source.is_volumetric() {
+            AugmentKind::Npc
+        } else {
+            AugmentKind::Lidc
         }
     }
 }

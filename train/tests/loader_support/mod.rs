@@ -151,6 +151,7 @@ pub fn write_dataset(dir: &Path, spec: &Spec) -> PathBuf {
             fingerprint: fp,
             k_folds: spec.studies.iter().map(|s| s.fold + 1).max().unwrap_or(1),
             split_seed: 0,
+            split_protocol: None,
             shards,
             rejects_file: None,
             rejected_studies: 0,

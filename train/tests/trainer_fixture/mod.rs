@@ -124,6 +124,7 @@ pub fn write_dataset(dir: &Path, splits: &[&str], slices: usize, seed: u64) -> P
             fingerprint: fp,
             k_folds: 2,
             split_seed: 0,
+            split_protocol: None,
             shards: vec![ShardEntry {
                 path: shard_name.into(),
                 rows: rows.len() as u64,
