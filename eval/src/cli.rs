@@ -3,9 +3,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::figures::{
-    one_prediction_per_rater, personalised_figure, samples_figure, training_curves,
-};
+use crate::curves::training_curves;
+use crate::figures::{one_prediction_per_rater, personalised_figure, samples_figure};
 use crate::report_table::{build_table, render_markdown, render_text};
 use crate::results_frame::read_results;
 

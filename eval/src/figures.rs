@@ -4,23 +4,23 @@
 //!   probability map;
 //! - [`personalised_figure`] (paper Fig. 5): per slice and rater k, prediction k (filled,
 //!   tinted) against rater k's mask (white contour);
-//! - [`training_curves`]: every loss term and validation metric of `RUN/train_log.parquet`
-//!   against step (train) or epoch (val), one small plot each.
+//!
+//! (The training curves are plots with axes: [`crate::curves`].)
 //!
 //! Both prediction figures draw PNG slice folders and NIfTI volume folders alike: a volume
 //! is shown by one axial plane, where its raters drew the most (see `volume_planes`).
-use std::collections::BTreeMap;
+//! Text never covers an image panel: column headers sit in the figure's top strip, each
+//! row's title in the strip above its panels (an id too long for the figure, such as a
+//! DICOM UID, is shortened around an ellipsis), and the full row titles are written beside
+//! the figure as `<figure>.captions.json`, so every pixel of a panel can be checked.
 use std::path::Path;
-
-use schemas::train_log::TrainLogRecord;
 
 use crate::prediction_volumes::{
     list_volumes, read_mask_volume, read_probability_volume, read_volume, volume_shape, SavedVolume,
 };
 use crate::predictions::{list_slices, read_header, PredictionFiles, SavedSlice};
-use crate::raster::{
-    read_grey_png, Canvas, RasterError, Rgb, BLACK, GREY, LIGHT_GREY, PALETTE, WHITE,
-};
+use crate::raster::{read_grey_png, Canvas, RasterError, BLACK, PALETTE, TEXT_PX, WHITE};
+use crate::typeface;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FigureError {
@@ -32,6 +32,8 @@ pub enum FigureError {
     Schema(#[from] schemas::SchemaError),
     #[error("{0}")]
     Empty(String),
+    #[error("drawing a plot failed: {0}")]
+    Plot(String),
 }
 
 /// Panel magnification of the (typically 128 x 128) crops.
@@ -54,7 +56,53 @@ pub fn panel_origin(row: usize, panel: usize, pw: u32, ph: u32) -> (i64, i64) {
 /// Canvas pixel of the row title's top-left corner in row `row` (see [`panel_origin`]).
 fn row_title_origin(row: usize, ph: u32) -> (i64, i64) {
     let (_, y) = panel_origin(row, 0, 0, ph);
-    (PAD as i64, y - TITLE_H as i64 + 4)
+    (PAD as i64, y - TITLE_H as i64 + 3)
+}
+
+/// The first of `options` that fits in `max_w` pixels (the last one otherwise): column
+/// headers shrink to a short form over narrow panels instead of running into the next.
+fn fitting<'a>(options: &[&'a str], max_w: u32) -> &'a str {
+    options
+        .iter()
+        .find(|t| Canvas::text_width(t, TEXT_PX) <= max_w)
+        .copied()
+        .unwrap_or(options[options.len() - 1])
+}
+
+/// Writes the column headers (top strip) and each row's title, and the captions file
+/// beside `out` with every row's full title. Titles longer than the figure's width are
+/// shortened ([`typeface::shorten`]).
+fn draw_titles(
+    c: &mut Canvas,
+    out: &Path,
+    headers: &[(i64, &str)],
+    rows: &[String],
+    ph: u32,
+) -> Result<(), FigureError> {
+    for (x, h) in headers {
+        c.text(*x, 3, h, BLACK, TEXT_PX);
+    }
+    let room = c.width.saturating_sub(2 * PAD);
+    let mut captions = Vec::with_capacity(rows.len());
+    for (row, full) in rows.iter().enumerate() {
+        let mut shown = full.clone();
+        let mut max = full.chars().count();
+        while Canvas::text_width(&shown, TEXT_PX) > room && max > 8 {
+            max -= 1;
+            shown = typeface::shorten(full, max);
+        }
+        let (tx, ty) = row_title_origin(row, ph);
+        c.text(tx, ty, &shown, BLACK, TEXT_PX);
+        captions.push(serde_json::json!({"row": row, "title": shown, "full_title": full}));
+    }
+    let name = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = out.with_file_name(format!("{name}.captions.json"));
+    let text = serde_json::to_vec_pretty(&captions).expect("captions serialise");
+    schemas::atomic::write_file_atomic(&path, &text)
+        .map_err(|e| FigureError::Raster(RasterError::Write(e)))
 }
 
 /// One row of a prediction figure: a PNG slice, or a volume's chosen plane. Every map is
@@ -283,16 +331,18 @@ pub fn samples_figure(
     let width = PAD + 3 * (pw + PAD);
     let height = TITLE_H + slices.len() as u32 * (ph + TITLE_H + PAD) + PAD;
     let mut c = Canvas::new(width, height, WHITE);
-    c.text(
-        PAD as i64,
-        6,
-        "raters | samples (contours) | mean probability",
-        BLACK,
-        1,
-    );
+    let x0 = |k: usize| panel_origin(0, k, pw, ph).0;
+    let headers = [
+        (x0(0), fitting(&["raters (contours)", "raters"], pw)),
+        (x0(1), fitting(&["samples (contours)", "samples"], pw)),
+        (x0(2), fitting(&["mean probability", "mean"], pw)),
+    ];
+    let titles: Vec<String> = slices
+        .iter()
+        .map(|s| format!("{}   N = {}", s.name, s.probs.len()))
+        .collect();
+    draw_titles(&mut c, out, &headers, &titles, ph)?;
     for (row, s) in slices.iter().enumerate() {
-        let (tx, ty) = row_title_origin(row, ph);
-        c.text(tx, ty, &s.name, BLACK, 1);
         let (_, y) = panel_origin(row, 0, pw, ph);
         let x = |k: u32| panel_origin(row, k as usize, pw, ph).0;
         c.blit_grey(x(0), y, &s.image, s.w, s.h, SCALE);
@@ -318,7 +368,6 @@ pub fn samples_figure(
             .map(|i| s.probs.iter().map(|p| p[i]).sum::<f32>() / n)
             .collect();
         c.blit_grey(x(2), y, &mean, s.w, s.h, SCALE);
-        c.text(x(1) + 2, y + 2, &format!("N={}", s.probs.len()), WHITE, 1);
     }
     c.save(out)?;
     Ok((width, height))
@@ -340,16 +389,27 @@ pub fn personalised_figure(
     let width = PAD + r * (pw + PAD);
     let height = TITLE_H + slices.len() as u32 * (ph + TITLE_H + PAD) + PAD;
     let mut c = Canvas::new(width, height, WHITE);
-    c.text(
-        PAD as i64,
-        6,
-        "prediction k (tint) vs rater k (white)",
-        BLACK,
-        1,
-    );
+    let labels: Vec<(String, String)> = (0..r as usize)
+        .map(|k| {
+            (
+                format!("A{}: head (tint), rater (white)", k + 1),
+                format!("A{}", k + 1),
+            )
+        })
+        .collect();
+    let headers: Vec<(i64, &str)> = labels
+        .iter()
+        .enumerate()
+        .map(|(k, (long, short))| {
+            (
+                panel_origin(0, k, pw, ph).0,
+                fitting(&[long.as_str(), short.as_str()], pw),
+            )
+        })
+        .collect();
+    let titles: Vec<String> = slices.iter().map(|s| s.name.clone()).collect();
+    draw_titles(&mut c, out, &headers, &titles, ph)?;
     for (row, s) in slices.iter().enumerate() {
-        let (tx, ty) = row_title_origin(row, ph);
-        c.text(tx, ty, &s.name, BLACK, 1);
         for k in 0..r as usize {
             let (x, y) = panel_origin(row, k, pw, ph);
             c.blit_grey(x, y, &s.image, s.w, s.h, SCALE);
@@ -368,157 +428,7 @@ pub fn personalised_figure(
             if let Some(Some(m)) = s.raters.get(k) {
                 c.contour(x, y, m, s.w, s.h, SCALE, WHITE);
             }
-            c.text(
-                x + 2,
-                y + 2,
-                &format!("A{}", k + 1),
-                PALETTE[k % PALETTE.len()],
-                1,
-            );
         }
-    }
-    c.save(out)?;
-    Ok((width, height))
-}
-
-const PLOT_W: u32 = 300;
-const PLOT_H: u32 = 170;
-
-/// One series: x values and y values.
-type Series = (Vec<f64>, Vec<f64>);
-
-fn draw_plot(c: &mut Canvas, x0: i64, y0: i64, title: &str, xlabel: &str, s: &Series, colour: Rgb) {
-    let (left, top, right, bottom) = (
-        x0 + 8,
-        y0 + 14,
-        x0 + PLOT_W as i64 - 8,
-        y0 + PLOT_H as i64 - 24,
-    );
-    c.text(x0 + 8, y0 + 2, title, BLACK, 1);
-    c.fill_rect(
-        left,
-        top,
-        (right - left) as u32,
-        (bottom - top) as u32,
-        [248, 248, 248],
-    );
-    c.rect(
-        left,
-        top,
-        (right - left) as u32,
-        (bottom - top) as u32,
-        GREY,
-    );
-    let finite: Vec<(f64, f64)> =
-        s.0.iter()
-            .zip(&s.1)
-            .filter(|(_, y)| y.is_finite())
-            .map(|(x, y)| (*x, *y))
-            .collect();
-    if finite.is_empty() {
-        return;
-    }
-    let (xmin, xmax) = finite
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (ymin, ymax) = finite
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let xs = if xmax > xmin { xmax - xmin } else { 1.0 };
-    let ys = if ymax > ymin { ymax - ymin } else { 1.0 };
-    let px = |x: f64| left + 2 + ((x - xmin) / xs * (right - left - 4) as f64).round() as i64;
-    let py = |y: f64| bottom - 2 - ((y - ymin) / ys * (bottom - top - 4) as f64).round() as i64;
-    for q in 1..4 {
-        let gy = top + (bottom - top) * q / 4;
-        c.line(left + 1, gy, right - 1, gy, LIGHT_GREY);
-    }
-    for w in finite.windows(2) {
-        c.thick_line(px(w[0].0), py(w[0].1), px(w[1].0), py(w[1].1), 2, colour);
-    }
-    if finite.len() == 1 {
-        c.fill_rect(px(finite[0].0) - 2, py(finite[0].1) - 2, 5, 5, colour);
-    }
-    c.text(
-        right - Canvas::text_width(&format!("{ymax:.4}"), 1) as i64 - 2,
-        top + 2,
-        &format!("{ymax:.4}"),
-        GREY,
-        1,
-    );
-    c.text(
-        right - Canvas::text_width(&format!("{ymin:.4}"), 1) as i64 - 2,
-        bottom - 10,
-        &format!("{ymin:.4}"),
-        GREY,
-        1,
-    );
-    c.text(left, bottom + 4, &format!("{xmin}"), BLACK, 1);
-    let xm = format!("{xmax}");
-    c.text(
-        right - Canvas::text_width(&xm, 1) as i64,
-        bottom + 4,
-        &xm,
-        BLACK,
-        1,
-    );
-    let xl_w = Canvas::text_width(xlabel, 1) as i64;
-    c.text((left + right) / 2 - xl_w / 2, bottom + 12, xlabel, GREY, 1);
-}
-
-/// Training curves of a run from `run_dir/train_log.parquet`; returns the PNG size.
-pub fn training_curves(run_dir: &Path, out: &Path) -> Result<(u32, u32), FigureError> {
-    let path = run_dir.join("train_log.parquet");
-    let (records, _) = schemas::read_table::<TrainLogRecord>(&path)?;
-    // (stage, kind, name) -> series; train terms vs step, val metrics vs epoch.
-    let mut series: BTreeMap<(u8, String, String), Series> = BTreeMap::new();
-    for r in records
-        .iter()
-        .filter(|r| r.kind == "train" || r.kind == "val")
-    {
-        let e = series
-            .entry((r.stage, r.kind.clone(), r.name.clone()))
-            .or_default();
-        e.0.push(if r.kind == "val" {
-            r.epoch as f64
-        } else {
-            r.step as f64
-        });
-        e.1.push(r.value);
-    }
-    if series.is_empty() {
-        return Err(FigureError::Empty(format!(
-            "{}: no train or val rows to plot",
-            path.display()
-        )));
-    }
-    let cols = 3u32;
-    let rows = (series.len() as u32).div_ceil(cols);
-    let (width, height) = (cols * PLOT_W + 2 * PAD, rows * PLOT_H + TITLE_H + PAD);
-    let mut c = Canvas::new(width, height, WHITE);
-    let run = run_dir
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    c.text(PAD as i64, 6, &format!("training log: {run}"), BLACK, 1);
-    for (i, ((stage, kind, name), s)) in series.iter().enumerate() {
-        let (gx, gy) = (i as u32 % cols, i as u32 / cols);
-        let x0 = (PAD + gx * PLOT_W) as i64;
-        let y0 = (TITLE_H + gy * PLOT_H) as i64;
-        let colour = if kind == "val" {
-            PALETTE[2]
-        } else {
-            PALETTE[4]
-        };
-        let xlabel = if kind == "val" { "epoch" } else { "step" };
-        draw_plot(
-            &mut c,
-            x0,
-            y0,
-            &format!("S{stage} {kind} {name}"),
-            xlabel,
-            s,
-            colour,
-        );
     }
     c.save(out)?;
     Ok((width, height))

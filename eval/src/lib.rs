@@ -10,12 +10,15 @@
 //! - [`results_frame`]: `results.parquet` + its summary: merge-by-key atomic writes.
 //! - [`predictions`]: the `--save-predictions` folder layout: writer, reader and scorer.
 //! - [`prediction_volumes`]: NIfTI volumes in that folder for volume units (write, read).
-//! - [`raster`]: tiny RGB raster drawing (rects, lines, contours, 8x8 text) and PNG I/O.
-//! - [`figures`]: the paper's sample/personalisation figures and training curves.
+//! - [`raster`]: tiny RGB raster drawing (rects, lines, contours, text) and PNG I/O.
+//! - [`typeface`]: the embedded DejaVu Sans every figure's text is set in.
+//! - [`figures`]: the paper's sample and personalisation figures (image panels).
+//! - [`curves`]: training curves with axes, ticks and legends (plotters).
 //! - [`report_table`]: the paper's Table 1/2 layout from a metric frame.
 //! - [`cli`]: `dpersona report`.
 pub mod bitmask;
 pub mod cli;
+pub mod curves;
 pub mod figures;
 pub mod lsap;
 pub mod metric_rows;
@@ -24,4 +27,5 @@ pub mod predictions;
 pub mod raster;
 pub mod report_table;
 pub mod results_frame;
+pub mod typeface;
 pub mod unit_metrics;

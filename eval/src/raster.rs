@@ -1,10 +1,9 @@
-//! A tiny RGB raster (filled rectangles, lines, mask contours, 8x8 bitmap text) and PNG
-//! encoding/decoding, enough for the report's figures and the predictions folder without
-//! system fonts or a plotting stack.
+//! A tiny RGB raster (filled rectangles, lines, mask contours, anti-aliased text in the
+//! embedded typeface of [`crate::typeface`]) and PNG encoding/decoding: the image panels of
+//! the report's figures, pixel-exact where tests check them, and the predictions folder.
+//! Plots with axes are drawn by plotters (`crate::curves`) into the same kind of buffer.
 use std::io::{BufReader, Cursor};
 use std::path::{Path, PathBuf};
-
-use font8x8::UnicodeFonts;
 
 pub type Rgb = [u8; 3];
 
@@ -26,8 +25,8 @@ pub const PALETTE: [Rgb; 8] = [
     [120, 120, 120],
 ];
 
-/// Side of one glyph of the embedded font, in pixels at scale 1.
-pub const GLYPH: u32 = 8;
+/// Text size of panel labels and row titles, in pixels.
+pub const TEXT_PX: f32 = 13.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RasterError {
@@ -210,39 +209,26 @@ impl Canvas {
         }
     }
 
-    /// Writes `text` with the embedded 8x8 font, top-left at (x, y), each font pixel a
-    /// `scale` x `scale` block. Characters the font lacks are drawn as `?`.
-    pub fn text(&mut self, x: i64, y: i64, text: &str, c: Rgb, scale: u32) {
-        for (i, ch) in text.chars().enumerate() {
-            let glyph = font8x8::BASIC_FONTS
-                .get(ch)
-                .or_else(|| font8x8::LATIN_FONTS.get(ch))
-                .or_else(|| font8x8::GREEK_FONTS.get(ch))
-                .unwrap_or_else(|| {
-                    font8x8::BASIC_FONTS
-                        .get('?')
-                        .expect("'?' is in the basic font")
-                });
-            let gx = x + (i as u32 * GLYPH * scale) as i64;
-            for (row, bits) in glyph.iter().enumerate() {
-                for col in 0..8 {
-                    if bits >> col & 1 == 1 {
-                        self.fill_rect(
-                            gx + (col * scale) as i64,
-                            y + (row as u32 * scale) as i64,
-                            scale,
-                            scale,
-                            c,
-                        );
-                    }
-                }
-            }
+    /// Blends `c` over pixel (x, y) with weight `alpha` (0..=1); outside is ignored.
+    pub fn blend(&mut self, x: i64, y: i64, c: Rgb, alpha: f32) {
+        if x < 0 || y < 0 || x >= self.width as i64 || y >= self.height as i64 {
+            return;
+        }
+        let i = ((y as u32 * self.width + x as u32) * 3) as usize;
+        for (px, &want) in self.rgb[i..i + 3].iter_mut().zip(&c) {
+            let old = *px as f32;
+            *px = (old + (want as f32 - old) * alpha).round() as u8;
         }
     }
 
-    /// Width in pixels of `text` at `scale`.
-    pub fn text_width(text: &str, scale: u32) -> u32 {
-        text.chars().count() as u32 * GLYPH * scale
+    /// Writes `text` at `px` pixels, top-left at (x, y) ([`crate::typeface::draw`]).
+    pub fn text(&mut self, x: i64, y: i64, text: &str, c: Rgb, px: f32) {
+        crate::typeface::draw(self, x, y, text, c, px);
+    }
+
+    /// Width in pixels of `text` at `px` pixels.
+    pub fn text_width(text: &str, px: f32) -> u32 {
+        crate::typeface::width(text, px).ceil() as u32
     }
 
     /// Encodes as an 8-bit RGB PNG.
@@ -256,7 +242,7 @@ impl Canvas {
     }
 }
 
-fn encode_png(width: u32, height: u32, color: png::ColorType, data: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_png(width: u32, height: u32, color: png::ColorType, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, width, height);

@@ -57,15 +57,14 @@ enum Want {
 }
 
 /// Checks every crop pixel `(row, col)` of the panel at (x0, y0) (all `SCALE` x `SCALE`
-/// canvas pixels of its block) against `want`, except blocks touching the panel's label
-/// (`label_w` canvas pixels wide, drawn at (x0 + 2, y0 + 2)). Greys may differ by 1
-/// (f32 vs f64 rounding). Returns the number of pixels checked.
+/// canvas pixels of its block) against `want`: no text is drawn over a panel, so every
+/// pixel counts. Greys may differ by 1 (f32 vs f64 rounding). Returns the number of
+/// pixels checked.
 fn check_panel(
     c: &Canvas,
     (x0, y0): (i64, i64),
     h: usize,
     w: usize,
-    label_w: u32,
     what: &str,
     want: impl Fn(usize, usize) -> Want,
 ) -> usize {
@@ -76,14 +75,6 @@ fn check_panel(
                 x0 + (col as u32 * SCALE) as i64,
                 y0 + (row as u32 * SCALE) as i64,
             );
-            let in_label = label_w > 0
-                && bx < x0 + 2 + label_w as i64
-                && bx + SCALE as i64 > x0 + 2
-                && by < y0 + 2 + 8
-                && by + SCALE as i64 > y0 + 2;
-            if in_label {
-                continue;
-            }
             for dy in 0..SCALE as i64 {
                 for dx in 0..SCALE as i64 {
                     let got = c.get((bx + dx) as u32, (by + dy) as u32);
@@ -163,7 +154,6 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
             panel_origin(r, 0, pw, ph),
             h,
             w,
-            0,
             &name,
             |y, x| match last_set(&raters, y, x) {
                 Some(k) => Want::Colour(PALETTE[k % PALETTE.len()]),
@@ -171,20 +161,18 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
             },
         );
         assert_eq!(n, w * h);
-        let label = Canvas::text_width(&format!("N={}", samples_c.len()), 1);
         check_panel(
             &c,
             panel_origin(r, 1, pw, ph),
             h,
             w,
-            label,
             &name,
             |y, x| match last_set(&samples_c, y, x) {
                 Some(j) => Want::Colour(PALETTE[j % PALETTE.len()]),
                 None => Want::Grey(image[y][x]),
             },
         );
-        check_panel(&c, panel_origin(r, 2, pw, ph), h, w, 0, &name, |y, x| {
+        check_panel(&c, panel_origin(r, 2, pw, ph), h, w, &name, |y, x| {
             Want::Grey(mean[y][x])
         });
         // The asymmetric contours are where numpy put them and NOT at the transposed
@@ -242,32 +230,23 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
         let raters = masks(&e["rater_contour"]);
         let fg = masks(&e["pred_fg"]);
         for k in 0..fg.len() {
-            let label = Canvas::text_width(&format!("A{}", k + 1), 1);
             let what = format!("{} personalised A{}", e["study"], k + 1);
-            check_panel(
-                &c,
-                panel_origin(r, k, pw, ph),
-                h,
-                w,
-                label,
-                &what,
-                |y, x| {
-                    let g = image[y][x];
-                    let tint = |p: u8| (g as f32 * 0.45 + p as f32 * 0.55).round() as u8;
-                    if raters
-                        .get(k)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|m| m[y][x] != 0)
-                    {
-                        Want::Colour(WHITE)
-                    } else if fg[k].as_ref().unwrap()[y][x] != 0 {
-                        let p = PALETTE[k % PALETTE.len()];
-                        Want::Colour([tint(p[0]), tint(p[1]), tint(p[2])])
-                    } else {
-                        Want::Grey(g)
-                    }
-                },
-            );
+            check_panel(&c, panel_origin(r, k, pw, ph), h, w, &what, |y, x| {
+                let g = image[y][x];
+                let tint = |p: u8| (g as f32 * 0.45 + p as f32 * 0.55).round() as u8;
+                if raters
+                    .get(k)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|m| m[y][x] != 0)
+                {
+                    Want::Colour(WHITE)
+                } else if fg[k].as_ref().unwrap()[y][x] != 0 {
+                    let p = PALETTE[k % PALETTE.len()];
+                    Want::Colour([tint(p[0]), tint(p[1]), tint(p[2])])
+                } else {
+                    Want::Grey(g)
+                }
+            });
         }
     }
 

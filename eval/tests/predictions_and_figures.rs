@@ -364,7 +364,12 @@ fn predictions_round_trip_score_and_draw() {
             20 + 3 * (48 + 28) + 8,
         ),
         ("personalised_preds.png", 8 + 4 * 56, 20 + 3 * 76 + 8),
-        ("curves_run_a.png", 3 * 300 + 16, 170 + 28),
+        // One stage: the `total` loss panel and the validation panel.
+        (
+            "curves_run_a.png",
+            2 * eval::curves::PANEL_W as usize,
+            (eval::curves::TITLE_H + eval::curves::PANEL_H) as usize,
+        ),
     ] {
         let img = eval::raster::read_grey_png(&figs.join(name));
         // RGB figures are refused by the greyscale reader; decode the header with png.
