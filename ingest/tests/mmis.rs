@@ -181,3 +181,74 @@ fn an_empty_or_foreign_folder_is_an_error_of_the_whole_input() {
         "discover failed: nothing recorded"
     );
 }
+
+/// The command line as `dpersona ingest` parses it (the binary flattens the same args).
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    ingest: ingest::cli::IngestArgs,
+}
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    use clap::Parser;
+    Cli::try_parse_from(std::iter::once("ingest").chain(args.iter().copied()))
+}
+
+#[test]
+fn cli_runs_end_to_end_and_refuses_the_seeded_split_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    fixtures(&raw);
+    let out = tmp.path().join("out-cli");
+    let (raw_s, out_s) = (raw.to_str().unwrap(), out.to_str().unwrap());
+    let cli = parse(&[
+        "mmis",
+        raw_s,
+        "--out",
+        out_s,
+        "--val-from-training",
+        "80..99",
+    ])
+    .unwrap();
+    ingest::cli::run_ingest(cli.ingest).unwrap();
+    let (ok, text) = run_script(&["check", raw_s, out_s, "128", "none", "80..99"]);
+    assert!(ok && text.contains("46 rows of 10 cases match"), "{text}");
+
+    for flag in [
+        ["--folds", "5"],
+        ["--split-seed", "1"],
+        ["--val-fraction", "0.3"],
+        ["--test-fraction", "0"],
+    ] {
+        let cli = parse(&["mmis", raw_s, "--out", out_s, flag[0], flag[1]]).unwrap();
+        let err = ingest::cli::run_ingest(cli.ingest).unwrap_err().to_string();
+        assert!(
+            err.contains(flag[0]) && err.contains("does not apply"),
+            "{err}"
+        );
+    }
+    for bad in ["99..80", "80-99"] {
+        assert!(
+            parse(&["mmis", raw_s, "--val-from-training", bad]).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(parse(&["mmis", raw_s, "--normalize", "minmax"]).is_err());
+    let help = match parse(&["mmis", "--help"]) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("--help parses to an error carrying the text"),
+    };
+    for flag in [
+        "--normalize",
+        "--val-from-training",
+        "--crop-size",
+        "--out",
+        "--strict",
+        "--overwrite",
+        "--threads",
+        "--shard-rows",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    assert!(help.contains("do not apply"), "{help}");
+}
