@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::lidc::{LidcFormat, LidcParams};
+use crate::mmis::format::parse_sample_range;
+use crate::mmis::{MmisFormat, MmisParams, Normalize};
 use crate::nifti::{CropMode, NiftiFormat, NiftiParams};
 use crate::pipeline::{self, IngestOptions, DEFAULT_SHARD_ROWS};
 use crate::study::SourceFormat;
@@ -81,6 +83,31 @@ pub enum IngestFormat {
         #[arg(long, default_value_t = NiftiParams::default().empty_slice_seed)]
         empty_slice_seed: u64,
     },
+    /// MMIS-2024 Task 1 HDF5 cases (NPC GTVp, four raters a1..a4): RAW/training/,
+    /// RAW/validation/ (and RAW/testing/) with Sample_<n>.h5, or the official loader's
+    /// RAW/training_2d/Sample_<n>_slice_<k>.h5. Every axial slice becomes a row, resampled
+    /// to --crop-size (nearest, scipy zoom(order=0)); the folders decide the splits
+    /// (train / val / test, one fold), so --folds, --split-seed, --val-fraction and
+    /// --test-fraction do not apply and are refused.
+    Mmis {
+        #[command(flatten)]
+        common: IngestCommon,
+        /// Image normalisation: `none` keeps the values as stored (as the authors do);
+        /// `zscore` z-scores each channel over the case's whole volume.
+        #[arg(long, value_enum, default_value_t = NormalizeArg::None)]
+        normalize: NormalizeArg,
+        /// Move the training samples whose number lies in the inclusive range A..B into
+        /// the `val` split (ProSeg's public-release protocol: 80..99).
+        #[arg(long, value_name = "A..B", value_parser = parse_sample_range)]
+        val_from_training: Option<(u64, u64)>,
+    },
+}
+
+/// `--normalize` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NormalizeArg {
+    None,
+    Zscore,
 }
 
 /// `--crop-mode` values.
@@ -240,7 +267,42 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
             };
             ingest_with(&NiftiFormat::new(params), &common)
         }
+        IngestFormat::Mmis {
+            common,
+            normalize,
+            val_from_training,
+        } => {
+            refuse_split_flags(&common, "mmis")?;
+            let params = MmisParams {
+                crop_size: common.crop_size.unwrap_or(MmisParams::default().crop_size),
+                normalize: match normalize {
+                    NormalizeArg::None => Normalize::None,
+                    NormalizeArg::Zscore => Normalize::Zscore,
+                },
+                val_from_training,
+            };
+            ingest_with(&MmisFormat::new(params), &common)
+        }
     }
+}
+
+/// A format whose own folders decide folds and splits ignores the seeded draw's flags;
+/// a value other than the default is refused rather than silently unused.
+fn refuse_split_flags(common: &IngestCommon, format: &str) -> anyhow::Result<()> {
+    let d = IngestOptions::default();
+    for (flag, changed) in [
+        ("--folds", common.folds != d.folds),
+        ("--split-seed", common.split_seed != d.split_seed),
+        ("--val-fraction", common.val_fraction != d.val_fraction),
+        ("--test-fraction", common.test_fraction != d.test_fraction),
+    ] {
+        anyhow::ensure!(
+            !changed,
+            "{flag} does not apply to `ingest {format}`: the release's folders decide the \
+             splits (one fold; see --val-from-training)"
+        );
+    }
+    Ok(())
 }
 
 fn ingest_with(format: &dyn SourceFormat, common: &IngestCommon) -> anyhow::Result<()> {

@@ -7,8 +7,10 @@
 //! - [`cli`]: the `dpersona synth` and `dpersona ingest` commands.
 //! - [`synth`]: synthetic multi-rater studies (phantom anatomy, NIfTI and LIDC writers).
 //! - [`nifti`]: NIfTI-1 multi-rater datasets (NPC-style layout) into slice rows.
+//! - [`mmis`]: MMIS-2024 Task 1 HDF5 cases (NPC GTVp, four raters) into slice rows.
 pub mod cli;
 pub mod lidc;
+pub mod mmis;
 pub mod nifti;
 pub mod pipeline;
 pub mod study;

@@ -1,0 +1,106 @@
+//! A thin adapter over `hdf5-reader` (pure Rust, read-only): one MMIS `.h5` file's
+//! datasets as `f64` (images, voxel spacing) or `u8` (labels), with errors that name the
+//! key. README.md ("Why hdf5-reader reads HDF5") says why this crate and not the C library.
+//!
+//! The file is read into memory once ([`H5File::read`]): the same bytes are hashed for the
+//! manifest and parsed, and nothing is memory-mapped (a file truncated while mapped would
+//! raise SIGBUS instead of an error).
+use std::path::Path;
+
+use hdf5_reader::{Datatype, H5Type, Hdf5File};
+
+/// An opened HDF5 file and the SHA-256 of its bytes.
+pub struct H5File {
+    file: Hdf5File,
+    pub sha256: String,
+}
+
+/// One dataset read whole: its shape and its values in C order (last axis fastest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array<T> {
+    pub shape: Vec<usize>,
+    pub data: Vec<T>,
+}
+
+impl H5File {
+    /// Reads and parses `path`; the error says what is wrong with the file (not HDF5,
+    /// truncated, unreadable).
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+        let sha256 = schemas::hashing::sha256_bytes(&bytes);
+        let file =
+            Hdf5File::from_vec(bytes).map_err(|e| format!("not a readable HDF5 file ({e})"))?;
+        Ok(H5File { file, sha256 })
+    }
+
+    /// Whether the root group has a member `key`. An unreadable root group is an error.
+    pub fn has(&self, key: &str) -> Result<bool, String> {
+        let root = self
+            .file
+            .root_group()
+            .map_err(|e| format!("cannot read the root group ({e})"))?;
+        let (groups, datasets) = root
+            .member_names()
+            .map_err(|e| format!("cannot list the root group ({e})"))?;
+        Ok(datasets.iter().chain(&groups).any(|n| n == key))
+    }
+
+    /// Dataset `key` as `f64`, from any integer or floating-point type of up to 8 bytes,
+    /// either byte order (64-bit integers beyond 2^53 lose precision, as in numpy's
+    /// `astype(float64)`).
+    pub fn read_f64(&self, key: &str) -> Result<Array<f64>, String> {
+        let ds = self.dataset(key)?;
+        let shape = ds.shape().iter().map(|&n| n as usize).collect();
+        let data = match ds.dtype().clone() {
+            Datatype::FloatingPoint { size: 4, .. } => widen::<f32>(&ds, key)?,
+            Datatype::FloatingPoint { size: 8, .. } => widen::<f64>(&ds, key)?,
+            Datatype::FixedPoint { size, signed, .. } => match (size, signed) {
+                (1, false) => widen::<u8>(&ds, key)?,
+                (1, true) => widen::<i8>(&ds, key)?,
+                (2, false) => widen::<u16>(&ds, key)?,
+                (2, true) => widen::<i16>(&ds, key)?,
+                (4, false) => widen::<u32>(&ds, key)?,
+                (4, true) => widen::<i32>(&ds, key)?,
+                (8, false) => read::<u64>(&ds, key)?
+                    .into_iter()
+                    .map(|v| v as f64)
+                    .collect(),
+                (8, true) => read::<i64>(&ds, key)?
+                    .into_iter()
+                    .map(|v| v as f64)
+                    .collect(),
+                _ => return Err(format!("`{key}`: unsupported integer size {size} bytes")),
+            },
+            other => return Err(format!("`{key}`: not a numeric dataset ({other:?})")),
+        };
+        Ok(Array { shape, data })
+    }
+
+    fn dataset(&self, key: &str) -> Result<hdf5_reader::Dataset, String> {
+        if !self.has(key)? {
+            return Err(format!("no dataset `{key}`"));
+        }
+        self.file
+            .dataset(key)
+            .map_err(|e| format!("`{key}`: cannot open the dataset ({e})"))
+    }
+}
+
+fn read<T: H5Type + Clone>(ds: &hdf5_reader::Dataset, key: &str) -> Result<Vec<T>, String> {
+    let a = ds
+        .read_array::<T>()
+        .map_err(|e| format!("`{key}`: cannot read the values ({e})"))?;
+    // C order (logical order): the raw vector only when it already is that order.
+    Ok(if a.is_standard_layout() {
+        a.into_raw_vec_and_offset().0
+    } else {
+        a.iter().cloned().collect()
+    })
+}
+
+fn widen<T: H5Type + Clone + Into<f64>>(
+    ds: &hdf5_reader::Dataset,
+    key: &str,
+) -> Result<Vec<f64>, String> {
+    Ok(read::<T>(ds, key)?.into_iter().map(Into::into).collect())
+}
