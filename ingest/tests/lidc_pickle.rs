@@ -97,6 +97,21 @@ fn every_fixture_ingests_like_numpy() {
         let file = fx.join(name);
         let summary = ingest(&file, &out, SplitUnit::Image);
         assert!(summary.rejects.is_empty(), "{name}: {:?}", summary.rejects);
+        if name.starts_with("knegt") {
+            assert_eq!(summary.warnings.len(), 1, "{:?}", summary.warnings);
+            assert!(
+                summary.warnings[0].contains("key `pixel_spacing` of 8 item(s) is not ingested"),
+                "{:?}",
+                summary.warnings
+            );
+        } else {
+            // `alpha` is known and documented as unused: no warning.
+            assert!(
+                summary.warnings.is_empty(),
+                "{name}: {:?}",
+                summary.warnings
+            );
+        }
         assert_eq!(
             summary.manifest.header.split_protocol.as_deref(),
             Some("lidc-image-kfold4-seed1337")

@@ -21,7 +21,8 @@ Fixtures written by `write`:
                       Fortran-ordered, int64, float64), series_uid, alpha (array + numpy
                       scalar); 23 items of 6 patients; keys are str.
   knegt_p4.pkl        Knegt style: float32 image in [0,1] (some big-endian, some float64),
-                      4 uint8 masks; 17 items; int keys.
+                      4 uint8 masks; 17 items; int keys; 8 items carry an
+                      extra `pixel_spacing` key.
   old_p2.pkl/old_p5.pkl  mm-style pickles whose globals use numpy 1's `numpy.core` names.
   bad_p4.pkl          9 items, 6 of them bad: missing `masks`, 3 masks, a mask holding
                       2, a NaN image, a 64x64 image, a mask of another shape.
@@ -84,6 +85,8 @@ def knegt_items(n=17, seed=11):
             img = np.asfortranarray(img)
         masks = [(rng.random((128, 128)) < 0.2).astype(np.uint8) for _ in range(4)]
         items[1000 + i] = {"image": img, "masks": masks, "series_uid": f"{i // 3:04d}_{i}"}
+        if i % 2:
+            items[1000 + i]["pixel_spacing"] = 0.7  # a key the reader must name, not drop silently
     return items
 
 

@@ -51,6 +51,8 @@ struct Parsed {
     path: PathBuf,
     map: memmap2::Mmap,
     sha256: String,
+    /// Keys left out and a too-small file, named as warnings (`--strict` stops).
+    notices: Vec<StudyError>,
     items: Vec<Item>,
     index: BTreeMap<String, usize>,
     size: usize,
@@ -108,7 +110,8 @@ impl SourceFormat for LidcPickleFormat {
         let map = map_file(raw)?;
         let doc = crate::pickle::parse(&map)
             .map_err(|e| StudyError::new(raw, format!("not a readable LIDC pickle: {e}")))?;
-        let (items, size) = read_items(&doc, &map).map_err(|e| StudyError::new(raw, e))?;
+        let found = read_items(&doc, &map).map_err(|e| StudyError::new(raw, e))?;
+        let (items, size) = (found.items, found.size);
         drop(doc);
         let Some(size) = size else {
             return Err(StudyError::new(
@@ -156,8 +159,30 @@ impl SourceFormat for LidcPickleFormat {
             .enumerate()
             .map(|(i, it)| (it.study_id.clone(), i))
             .collect();
+        let mut notices: Vec<StudyError> = found
+            .other_keys
+            .iter()
+            .map(|(k, n)| {
+                StudyError::new(
+                    raw,
+                    format!("key `{k}` of {n} item(s) is not ingested (only image, masks and series_uid are read)"),
+                )
+            })
+            .collect();
+        if items.len() < K_FOLDS as usize {
+            notices.push(StudyError::new(
+                raw,
+                format!(
+                    "only {} item(s): sklearn's KFold({K_FOLDS}) would refuse them; here folds \
+                     0..{} hold one item each",
+                    items.len(),
+                    items.len().saturating_sub(1)
+                ),
+            ));
+        }
         let parsed = Parsed {
             path: raw.to_path_buf(),
+            notices,
             map,
             sha256,
             items,
@@ -235,6 +260,10 @@ impl SourceFormat for LidcPickleFormat {
                 ImageValues::Quantised
             },
         }
+    }
+
+    fn notices(&self) -> Vec<StudyError> {
+        self.parsed().map_or_else(Vec::new, |p| p.notices.clone())
     }
 
     fn preset_split(&self) -> Option<PresetSplit> {

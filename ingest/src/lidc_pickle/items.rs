@@ -65,9 +65,23 @@ pub fn study_ids(data: &[u8], entries: &[(Value, Value)]) -> Vec<String> {
         .collect()
 }
 
-/// Every item of the pickle (the top value must be a dict), and the common crop size
-/// (the size most items' images have).
-pub fn read_items(doc: &Document, data: &[u8]) -> Result<(Vec<Item>, Option<usize>), String> {
+/// Keys an item may carry that are read (`image`, `masks`, `series_uid`) or knowingly
+/// left out (`alpha`: MedicalMatting's matting alpha, which D-Persona never reads).
+pub const KNOWN_KEYS: [&str; 4] = ["image", "masks", "series_uid", "alpha"];
+
+/// What [`read_items`] found.
+#[derive(Debug, Clone)]
+pub struct PickleItems {
+    pub items: Vec<Item>,
+    /// The common crop size (the side most items' square images have), if any.
+    pub size: Option<usize>,
+    /// Item keys outside [`KNOWN_KEYS`] (as text), with how many items carry each, in
+    /// first-seen order: left out, so the format names them as notices.
+    pub other_keys: Vec<(String, usize)>,
+}
+
+/// Every item of the pickle (the top value must be a dict).
+pub fn read_items(doc: &Document, data: &[u8]) -> Result<PickleItems, String> {
     let Some(entries) = doc.dict(&doc.root) else {
         return Err(format!(
             "the pickle holds a {}, expected a dict of items (image, masks, series_uid)",
@@ -118,7 +132,26 @@ pub fn read_items(doc: &Document, data: &[u8]) -> Result<(Vec<Item>, Option<usiz
             }
         }
     }
-    Ok((items, size))
+    let mut other_keys: Vec<(String, usize)> = Vec::new();
+    for (_, v) in entries {
+        for (k, _) in doc.dict(v).unwrap_or(&[]) {
+            let name = match k {
+                Value::Str(s) if KNOWN_KEYS.contains(&&**s) => continue,
+                Value::Str(s) => s.to_string(),
+                other => format!("<{} key>", doc.type_name(other)),
+            };
+            if let Some((_, c)) = other_keys.iter_mut().find(|(n, _)| *n == name) {
+                *c += 1;
+            } else if other_keys.len() < 64 {
+                other_keys.push((name, 1));
+            }
+        }
+    }
+    Ok(PickleItems {
+        items,
+        size,
+        other_keys,
+    })
 }
 
 fn field<'a>(doc: &'a Document, item: &Value, name: &str) -> Option<&'a Value> {
