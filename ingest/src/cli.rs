@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::lidc::{LidcFormat, LidcParams};
+use crate::lidc_pickle::{LidcPickleFormat, LidcPickleParams, SplitUnit};
 use crate::mmis::format::parse_sample_range;
 use crate::mmis::{MmisFormat, MmisParams, Normalize};
 use crate::nifti::{CropMode, NiftiFormat, NiftiParams};
@@ -101,6 +102,21 @@ pub enum IngestFormat {
         #[arg(long, value_name = "A..B", value_parser = parse_sample_range)]
         val_from_training: Option<(u64, u64)>,
     },
+    /// A preprocessed LIDC pickle FILE of 2D crops (MedicalMatting's lidc_attributes.pkl
+    /// or the Prob. U-Net port's data_lidc.pickle), read without executing it.
+    ///
+    /// Folds are the authors' exactly (numpy's seed 1337 shuffle, sklearn KFold(4)), not
+    /// the patient-level draw: --folds, --split-seed, --val-fraction and --test-fraction do
+    /// not apply and are refused when set to anything but their defaults. Fold 0 is the
+    /// `test` split, folds 1-3 `train` (no `val`: the authors validate on the test fold),
+    /// so a run without --fold uses the authors' fold 0.
+    LidcPickle {
+        #[command(flatten)]
+        common: IngestCommon,
+        /// Shuffle items (`image`, the paper's numbers) or patients (`patient`) into folds.
+        #[arg(long, value_enum, default_value_t = SplitProtocolArg::Image)]
+        split_protocol: SplitProtocolArg,
+    },
 }
 
 /// `--normalize` values.
@@ -108,6 +124,15 @@ pub enum IngestFormat {
 pub enum NormalizeArg {
     None,
     Zscore,
+}
+
+/// `--split-protocol` values of `ingest lidc-pickle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitProtocolArg {
+    /// Shuffle the items (images) and cut them into 4 folds: what the paper's numbers used.
+    Image,
+    /// Shuffle the patients (series_uid before the first `_`): the authors' later fix.
+    Patient,
 }
 
 /// `--crop-mode` values.
@@ -272,7 +297,11 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
             normalize,
             val_from_training,
         } => {
-            refuse_split_flags(&common, "mmis")?;
+            refuse_split_flags(
+                &common,
+                "mmis",
+                "the release's folders decide the splits (one fold; see --val-from-training)",
+            )?;
             let params = MmisParams {
                 crop_size: common.crop_size.unwrap_or(MmisParams::default().crop_size),
                 normalize: match normalize {
@@ -283,25 +312,46 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
             };
             ingest_with(&MmisFormat::new(params), &common)
         }
+        IngestFormat::LidcPickle {
+            common,
+            split_protocol,
+        } => {
+            refuse_split_flags(
+                &common,
+                "lidc-pickle",
+                "its folds are the authors' (4 folds, numpy seed 1337, fold 0 = test); choose \
+                 image or patient folds with --split-protocol",
+            )?;
+            let params = LidcPickleParams {
+                split: match split_protocol {
+                    SplitProtocolArg::Image => SplitUnit::Image,
+                    SplitProtocolArg::Patient => SplitUnit::Patient,
+                },
+                crop_size: common.crop_size,
+            };
+            ingest_with(&LidcPickleFormat::new(params), &common)
+        }
     }
 }
 
-/// A format whose own folders decide folds and splits ignores the seeded draw's flags;
-/// a value other than the default is refused rather than silently unused.
-fn refuse_split_flags(common: &IngestCommon, format: &str) -> anyhow::Result<()> {
+/// A format whose own protocol decides folds and splits (`why`) ignores the seeded draw's
+/// flags; a value other than the default is refused rather than silently unused.
+fn refuse_split_flags(common: &IngestCommon, format: &str, why: &str) -> anyhow::Result<()> {
     let d = IngestOptions::default();
-    for (flag, changed) in [
-        ("--folds", common.folds != d.folds),
-        ("--split-seed", common.split_seed != d.split_seed),
-        ("--val-fraction", common.val_fraction != d.val_fraction),
-        ("--test-fraction", common.test_fraction != d.test_fraction),
-    ] {
-        anyhow::ensure!(
-            !changed,
-            "{flag} does not apply to `ingest {format}`: the release's folders decide the \
-             splits (one fold; see --val-from-training)"
-        );
-    }
+    let set: Vec<&str> = [
+        (common.folds != d.folds, "--folds"),
+        (common.split_seed != d.split_seed, "--split-seed"),
+        (common.val_fraction != d.val_fraction, "--val-fraction"),
+        (common.test_fraction != d.test_fraction, "--test-fraction"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    anyhow::ensure!(
+        set.is_empty(),
+        "{} cannot be used with `ingest {format}`: {why}",
+        set.join(", ")
+    );
     Ok(())
 }
 

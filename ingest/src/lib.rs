@@ -8,10 +8,14 @@
 //! - [`synth`]: synthetic multi-rater studies (phantom anatomy, NIfTI and LIDC writers).
 //! - [`nifti`]: NIfTI-1 multi-rater datasets (NPC-style layout) into slice rows.
 //! - [`mmis`]: MMIS-2024 Task 1 HDF5 cases (NPC GTVp, four raters) into slice rows.
+//! - [`pickle`]: a restricted unpickler (numpy arrays, dicts, lists; never executes).
+//! - [`lidc_pickle`]: preprocessed LIDC pickles with the authors' exact folds.
 pub mod cli;
 pub mod lidc;
+pub mod lidc_pickle;
 pub mod mmis;
 pub mod nifti;
+pub mod pickle;
 pub mod pipeline;
 pub mod study;
 pub mod synth;

@@ -223,7 +223,7 @@ fn cli_runs_end_to_end_and_refuses_the_seeded_split_flags() {
         let cli = parse(&["mmis", raw_s, "--out", out_s, flag[0], flag[1]]).unwrap();
         let err = ingest::cli::run_ingest(cli.ingest).unwrap_err().to_string();
         assert!(
-            err.contains(flag[0]) && err.contains("does not apply"),
+            err.contains(flag[0]) && err.contains("cannot be used"),
             "{err}"
         );
     }
