@@ -6,8 +6,8 @@
 #   scripts/reproduce.sh npc  MMIS2024TASK1/      [OUT]   # train / val (selection) / test
 #
 # lidc: `ingest lidc-pickle` (the authors' image-level folds, seed 1337), then for each fold
-#       `train --fold K` with the paper-lidc preset (selection on the fold's test split, as
-#       the authors do) and `eval` with the paper's #10/#30/#50 samples and a 500-code bank.
+#       `train --fold K --select-on test` with the paper-lidc preset (the checkpoint is
+#       picked on the fold's test split, as the authors do: LIDC has no val split) and `eval` with the paper's #10/#30/#50 samples and a 500-code bank.
 #       The four runs are all named `dpersona` (OUT/runs/foldK/dpersona), so the report
 #       prints one row per stage with the mean and std over the folds, as the paper does.
 # npc:  `ingest mmis` (the release's folders; REPRO_VAL_FROM_TRAINING=80..99 reproduces the
@@ -78,7 +78,7 @@ case "$dataset" in
     eval_flags=()
     for fold in ${REPRO_FOLDS:-0 1 2 3}; do
       train_and_eval "$OUT/runs/fold$fold/dpersona" "$OUT/runs/fold$fold/.evaluated" \
-        --fold "$fold"
+        --fold "$fold" --select-on test
     done
     ;;
   npc)
@@ -95,7 +95,7 @@ case "$dataset" in
         "evaluated; these numbers are optimistic next to the paper's test set" >&2
     fi
     eval_flags=(--split "$split")
-    train_and_eval "$OUT/runs/npc/dpersona" "$OUT/runs/npc/.evaluated-$split"
+    train_and_eval "$OUT/runs/npc/dpersona" "$OUT/runs/npc/.evaluated-$split" --select-on val
     ;;
   *) usage ;;
 esac

@@ -62,6 +62,24 @@ pub enum RaterOrder {
     AreaRank,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_picks_its_papers_preset() {
+        for (kind, volumetric, preset) in [
+            (SourceKind::Lidc, false, "paper-lidc"),
+            (SourceKind::LidcPickle, false, "paper-lidc"),
+            (SourceKind::Nifti, true, "paper-npc"),
+            (SourceKind::Mmis, true, "paper-npc"),
+        ] {
+            assert_eq!(kind.is_volumetric(), volumetric, "{kind:?}");
+            assert_eq!(kind.default_preset(), preset, "{kind:?}");
+        }
+    }
+}
+
 /// One shard file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardEntry {
