@@ -275,7 +275,10 @@ pub fn run_ingest(
     let preset = format.preset_split();
     if preset.is_none() {
         let patients: BTreeSet<&str> = found.iter().map(|s| s.patient_id.as_str()).collect();
-        warnings.extend(folds::fewer_patients_than_folds(patients.len(), options.folds));
+        warnings.extend(folds::fewer_patients_than_folds(
+            patients.len(),
+            options.folds,
+        ));
     }
     if options.progress {
         for w in &warnings {
@@ -317,10 +320,13 @@ pub fn run_ingest(
         );
         pb.set_prefix("ingest");
         if studies_resumed > 0 {
-            pb.println(format!(
-                "resuming: {studies_resumed} studies already in {} finished shard(s) are skipped",
-                previous.len()
-            ));
+            parallel_load::print_line(
+                &pb,
+                &format!(
+                    "resuming: {studies_resumed} studies already in {} finished shard(s) are skipped",
+                    previous.len()
+                ),
+            );
         }
         pb
     } else {
@@ -343,7 +349,7 @@ pub fn run_ingest(
         writer,
         facts.raters.len(),
         options.strict,
-        &progress,
+        options.progress.then_some(&progress),
     )?;
     progress.finish_and_clear();
 
