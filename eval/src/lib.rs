@@ -10,6 +10,7 @@
 //! - [`results_frame`]: `results.parquet` + its summary: merge-by-key atomic writes.
 //! - [`predictions`]: the `--save-predictions` folder layout: writer, reader and scorer.
 //! - [`prediction_volumes`]: NIfTI volumes in that folder for volume units (write, read).
+//! - [`slice_positions`]: each shard slice's `z_mm` and spacing, read from the shards.
 //! - [`raster`]: tiny RGB raster drawing (rects, lines, contours, 8x8 text) and PNG I/O.
 //! - [`figures`]: the paper's sample/personalisation figures and training curves.
 //! - [`report_table`]: the paper's Table 1/2 layout from a metric frame.
@@ -24,4 +25,5 @@ pub mod predictions;
 pub mod raster;
 pub mod report_table;
 pub mod results_frame;
+pub mod slice_positions;
 pub mod unit_metrics;

@@ -33,16 +33,15 @@
 //! volumes carry the shards' voxel size: pixdim `(col mm, row mm, slice step mm)` and a
 //! diagonal sform = qform with that spacing, translated to the first slice's `z_mm`. Labels
 //! always come from the shards; the reader checks only the shape.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ShapeBuilder};
 use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
 use schemas::manifest::Manifest;
-use schemas::parquet_io::open_checked;
-use schemas::slice::{col, SCHEMA as SLICE_SCHEMA};
 
 use crate::predictions::{PredictionWriter, PredictionsError};
+use crate::slice_positions::SlicePosition;
 
 /// NIfTI `xyzt_units`: millimetres, seconds.
 const UNITS_MM_SEC: u8 = 2 | 8;
@@ -391,115 +390,23 @@ pub fn read_mask_volume(
 }
 
 /// Voxel geometry of every (study, target) of `studies`, read from the manifest's shards
-/// (only the id, z and spacing columns are decoded).
+/// (only the id, z and spacing columns are decoded, see [`crate::slice_positions`]).
 pub fn read_geometry(
     manifest: &Manifest,
     studies: &[String],
 ) -> Result<HashMap<(String, String), VolumeGeometry>, PredictionsError> {
-    use crate::predictions::invalid;
-    use arrow::array::{Array, Float64Array, Int32Array, StringArray};
-    let by_id: HashMap<&str, &str> = manifest
-        .studies
-        .iter()
-        .map(|s| (s.study_id.as_str(), s.shard.as_str()))
-        .collect();
-    let mut shards: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for s in studies {
-        let shard = by_id.get(s.as_str()).ok_or_else(|| {
-            invalid(
-                &manifest.path,
-                format!("study `{s}` is not in the manifest"),
-            )
-        })?;
-        shards.entry(shard).or_default().push(s);
-    }
-    // (study, target) -> slice_index -> (z, row, col)
-    let mut planes: HashMap<(String, String), BTreeMap<i32, [f64; 3]>> = HashMap::new();
-    for (shard, ids) in shards {
-        let path = manifest.resolve(shard);
-        let file = open_checked(&path, &SLICE_SCHEMA)?;
-        let names = [
-            col::STUDY_ID,
-            col::TARGET_ID,
-            col::SLICE_INDEX,
-            col::Z_MM,
-            col::SPACING_ROW_MM,
-            col::SPACING_COL_MM,
-        ];
-        let fields = file.builder.parquet_schema().root_schema().get_fields();
-        let roots: Vec<usize> = names
-            .iter()
-            .map(|n| {
-                fields
-                    .iter()
-                    .position(|f| f.name() == *n)
-                    .ok_or_else(|| invalid(&path, format!("has no column `{n}`")))
-            })
-            .collect::<Result<_, _>>()?;
-        let mask =
-            parquet::arrow::ProjectionMask::roots(file.builder.parquet_schema(), roots.clone());
-        let reader = file
-            .builder
-            .with_projection(mask)
-            .build()
-            .map_err(|e| invalid(&path, format!("cannot be read: {e}")))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| invalid(&path, format!("cannot be read: {e}")))?;
-            let column = |n: &str| {
-                batch
-                    .column_by_name(n)
-                    .ok_or_else(|| invalid(&path, format!("has no column `{n}`")))
-            };
-            let typed = |n: &'static str| invalid(&path, format!("column `{n}` has another type"));
-            let study = column(col::STUDY_ID)?;
-            let study = study
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| typed(col::STUDY_ID))?;
-            let target = column(col::TARGET_ID)?;
-            let target = target
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| typed(col::TARGET_ID))?;
-            let slice = column(col::SLICE_INDEX)?;
-            let slice = slice
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .ok_or_else(|| typed(col::SLICE_INDEX))?;
-            let f64col = |n: &'static str| -> Result<Float64Array, PredictionsError> {
-                column(n)?
-                    .as_any()
-                    .downcast_ref::<Float64Array>()
-                    .cloned()
-                    .ok_or_else(|| typed(n))
-            };
-            let (z, row, colm) = (
-                f64col(col::Z_MM)?,
-                f64col(col::SPACING_ROW_MM)?,
-                f64col(col::SPACING_COL_MM)?,
-            );
-            for i in 0..batch.num_rows() {
-                if !ids.contains(&study.value(i)) {
-                    continue;
-                }
-                planes
-                    .entry((study.value(i).to_string(), target.value(i).to_string()))
-                    .or_default()
-                    .insert(slice.value(i), [z.value(i), row.value(i), colm.value(i)]);
-            }
-        }
-    }
+    let planes = crate::slice_positions::read_slice_positions(manifest, studies)?;
     Ok(planes
         .into_iter()
         .map(|(key, p)| {
-            let v: Vec<[f64; 3]> = p.into_values().collect();
+            let v: Vec<SlicePosition> = p.into_values().collect();
             let step = match v.get(1) {
-                Some(next) if next[0] > v[0][0] => next[0] - v[0][0],
+                Some(next) if next.z_mm > v[0].z_mm => next.z_mm - v[0].z_mm,
                 _ => 1.0,
             };
             let g = VolumeGeometry {
-                spacing_mm: [step, v[0][1], v[0][2]],
-                origin_z_mm: v[0][0],
+                spacing_mm: [step, v[0].spacing_row_mm, v[0].spacing_col_mm],
+                origin_z_mm: v[0].z_mm,
             };
             (key, g)
         })

@@ -404,6 +404,7 @@ pub fn list_slices(dir: &Path) -> Result<Vec<SavedSlice>, PredictionsError> {
 struct SliceLabels {
     height: u32,
     width: u32,
+    z_mm: f64,
     /// `[R, H, W]`.
     masks: Vec<u8>,
     present: Vec<bool>,
@@ -581,6 +582,7 @@ fn load_labels<'a>(
                         SliceLabels {
                             height: rec.height,
                             width: rec.width,
+                            z_mm: rec.z_mm,
                             masks: rec.masks,
                             present: rec.raters_present,
                         },
@@ -740,11 +742,18 @@ impl UnitScorer<'_> {
             }
             slice_labels.push(lab);
         }
+        // A slice unit names its slice, so its rows join back to the shards.
+        let slice = match self.header.unit {
+            UnitKind::Slice => Some((first.slice_index, slice_labels[0].z_mm)),
+            UnitKind::Volume => None,
+        };
         let unit_id = UnitId {
             study_id: key.0,
             target_id: key.1,
             kind: self.header.unit,
             unit_index: unit_index as u32,
+            slice_index: slice.map(|s| s.0),
+            z_mm: slice.map(|s| s.1),
         };
         Ok(self.score(unit_id, stack_labels(slice_labels.into_iter()), &probs))
     }
@@ -777,6 +786,8 @@ impl UnitScorer<'_> {
             target_id: key.1,
             kind: UnitKind::Volume,
             unit_index: unit_index as u32,
+            slice_index: None,
+            z_mm: None,
         };
         Ok(self.score(unit_id, stack_labels(planes.values()), &probs))
     }
