@@ -294,6 +294,16 @@ pub fn read_header(dir: &Path) -> Result<PredictionsHeader, PredictionsError> {
     Ok(h)
 }
 
+/// How a folder's maps are stored, from its `predictions.json`. A folder without one is
+/// read as PNG slice folders (the figures draw what a PNG-only tool left); a header that is
+/// there but cannot be read or parsed is an error naming it, never taken for PNG.
+pub fn stored_files(dir: &Path) -> Result<PredictionFiles, PredictionsError> {
+    if !dir.join(HEADER_FILE).exists() {
+        return Ok(PredictionFiles::Png);
+    }
+    Ok(read_header(dir)?.files)
+}
+
 pub(crate) fn list_dir(path: &Path) -> Result<Vec<(String, PathBuf)>, PredictionsError> {
     let io = |source| PredictionsError::Io {
         path: path.to_path_buf(),
