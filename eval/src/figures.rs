@@ -15,9 +15,11 @@ use std::path::Path;
 use schemas::train_log::TrainLogRecord;
 
 use crate::prediction_volumes::{
-    list_volumes, read_mask_volume, read_probability_volume, read_volume, volume_shape, SavedVolume,
+    read_mask_volume, read_probability_volume, read_volume, volume_shape,
 };
-use crate::predictions::{list_slices, stored_files, PredictionFiles, SavedSlice};
+use crate::predictions::{
+    list_slices, list_volumes, stored_files, PredictionFiles, SavedSlice, SavedVolume,
+};
 use crate::raster::{
     read_grey_png, Canvas, RasterError, Rgb, BLACK, GREY, LIGHT_GREY, PALETTE, WHITE,
 };

@@ -9,7 +9,10 @@
 //! - [`metric_rows`]: unit scores as tidy `MetricRecord` rows; the metric names.
 //! - [`results_frame`]: `results.parquet` + its summary: merge-by-key atomic writes.
 //! - [`predictions`]: the `--save-predictions` folder layout: writer, reader and scorer.
-//! - [`prediction_volumes`]: NIfTI volumes in that folder for volume units (write, read).
+//! - [`prediction_volumes`]: the NIfTI volume format of that folder's volume units (write,
+//!   read); [`predictions`] owns the folder layout and is the only one of the two that
+//!   imports the other.
+//! - [`prediction_error`]: the error both report.
 //! - [`slice_positions`]: each shard slice's `z_mm` and spacing, read from the shards.
 //! - [`raster`]: tiny RGB raster drawing (rects, lines, contours, 8x8 text) and PNG I/O.
 //! - [`figures`]: the paper's sample/personalisation figures and training curves.
@@ -20,6 +23,7 @@ pub mod cli;
 pub mod figures;
 pub mod lsap;
 pub mod metric_rows;
+pub mod prediction_error;
 pub mod prediction_volumes;
 pub mod predictions;
 pub mod raster;

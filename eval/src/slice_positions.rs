@@ -10,7 +10,7 @@ use schemas::metrics::MetricRecord;
 use schemas::parquet_io::open_checked;
 use schemas::slice::{col, SCHEMA as SLICE_SCHEMA};
 
-use crate::predictions::{invalid, PredictionsError};
+use crate::prediction_error::{invalid, PredictionsError};
 
 /// One slice's place in its volume.
 #[derive(Debug, Clone, Copy, PartialEq)]
