@@ -16,9 +16,11 @@
 use std::path::Path;
 
 use crate::prediction_volumes::{
-    list_volumes, read_mask_volume, read_probability_volume, read_volume, volume_shape, SavedVolume,
+    read_mask_volume, read_probability_volume, read_volume, volume_shape,
 };
-use crate::predictions::{list_slices, read_header, PredictionFiles, SavedSlice};
+use crate::predictions::{
+    list_slices, list_volumes, stored_files, PredictionFiles, SavedSlice, SavedVolume,
+};
 use crate::raster::{read_grey_png, Canvas, RasterError, BLACK, PALETTE, TEXT_PX, WHITE};
 use crate::typeface;
 
@@ -161,8 +163,7 @@ fn rater_area(raters: &[Option<Vec<u8>>]) -> usize {
 /// Picks up to `max` slices (or volume planes), preferring those where raters drew the most
 /// (most to see); ties keep folder order.
 fn pick(dir: &Path, max: usize) -> Result<Vec<LoadedSlice>, FigureError> {
-    let header = read_header(dir).ok();
-    if header.is_some_and(|h| h.files == PredictionFiles::Nifti) {
+    if stored_files(dir)? == PredictionFiles::Nifti {
         return volume_planes(dir, max);
     }
     let slices = list_slices(dir)?;
@@ -290,10 +291,7 @@ fn volume_planes(dir: &Path, max: usize) -> Result<Vec<LoadedSlice>, FigureError
 /// Whether the folder holds one prediction per rater slot in every unit (slots seen in any
 /// unit: a missing rater has no file), i.e. whether [`personalised_figure`] applies.
 pub fn one_prediction_per_rater(dir: &Path) -> Result<bool, FigureError> {
-    let counts: Vec<(usize, usize)> = if read_header(dir)
-        .ok()
-        .is_some_and(|h| h.files == PredictionFiles::Nifti)
-    {
+    let counts: Vec<(usize, usize)> = if stored_files(dir)? == PredictionFiles::Nifti {
         list_volumes(dir)?
             .iter()
             .map(|v| (v.raters.len(), v.preds.len()))

@@ -9,7 +9,11 @@
 //! - [`metric_rows`]: unit scores as tidy `MetricRecord` rows; the metric names.
 //! - [`results_frame`]: `results.parquet` + its summary: merge-by-key atomic writes.
 //! - [`predictions`]: the `--save-predictions` folder layout: writer, reader and scorer.
-//! - [`prediction_volumes`]: NIfTI volumes in that folder for volume units (write, read).
+//! - [`prediction_volumes`]: the NIfTI volume format of that folder's volume units (write,
+//!   read); [`predictions`] owns the folder layout and is the only one of the two that
+//!   imports the other.
+//! - [`prediction_error`]: the error both report.
+//! - [`slice_positions`]: each shard slice's `z_mm` and spacing, read from the shards.
 //! - [`raster`]: tiny RGB raster drawing (rects, lines, contours, text) and PNG I/O.
 //! - [`typeface`]: the embedded DejaVu Sans every figure's text is set in.
 //! - [`figures`]: the paper's sample and personalisation figures (image panels).
@@ -22,10 +26,12 @@ pub mod curves;
 pub mod figures;
 pub mod lsap;
 pub mod metric_rows;
+pub mod prediction_error;
 pub mod prediction_volumes;
 pub mod predictions;
 pub mod raster;
 pub mod report_table;
 pub mod results_frame;
+pub mod slice_positions;
 pub mod typeface;
 pub mod unit_metrics;

@@ -62,13 +62,19 @@ pub struct EvalContext {
 }
 
 /// Which unit a score belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UnitId {
     pub study_id: String,
     pub target_id: String,
     pub kind: UnitKind,
     /// Index of the unit within the evaluated split.
     pub unit_index: u32,
+    /// Slice units: the shard row's `slice_index`, so a metric row joins back to the slice
+    /// it scored; `None` for volume units.
+    pub slice_index: Option<i32>,
+    /// Slice units: the shard row's `z_mm`, when the caller knows it (`None` otherwise; see
+    /// [`crate::slice_positions::fill_z_mm`]).
+    pub z_mm: Option<f64>,
 }
 
 impl UnitScores {
@@ -120,6 +126,8 @@ impl UnitScores {
                 target_id: unit.target_id.clone(),
                 unit: unit.kind.as_str().to_string(),
                 unit_index: unit.unit_index,
+                slice_index: unit.slice_index,
+                z_mm: unit.z_mm,
                 metric,
                 value,
                 seed: ctx.seed,

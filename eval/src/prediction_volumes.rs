@@ -33,16 +33,15 @@
 //! volumes carry the shards' voxel size: pixdim `(col mm, row mm, slice step mm)` and a
 //! diagonal sform = qform with that spacing, translated to the first slice's `z_mm`. Labels
 //! always come from the shards; the reader checks only the shape.
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 
 use ndarray::{Array3, ShapeBuilder};
 use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
 use schemas::manifest::Manifest;
-use schemas::parquet_io::open_checked;
-use schemas::slice::{col, SCHEMA as SLICE_SCHEMA};
 
-use crate::predictions::{PredictionWriter, PredictionsError};
+use crate::prediction_error::{invalid, PredictionsError};
+use crate::slice_positions::SlicePosition;
 
 /// NIfTI `xyzt_units`: millimetres, seconds.
 const UNITS_MM_SEC: u8 = 2 | 8;
@@ -88,11 +87,6 @@ pub struct VolumeToSave<'a> {
     pub probs: &'a [&'a [f32]],
 }
 
-/// The folder of one volume unit.
-pub fn volume_dir(dir: &Path, study_id: &str, target_id: &str) -> PathBuf {
-    dir.join(study_id).join(target_id)
-}
-
 /// A NIfTI-1 header for a `(W, H, D)` volume with the geometry's spacing.
 fn header_for(g: &VolumeGeometry, description: &str) -> NiftiHeader {
     let [sz, sr, sc] = g.spacing_mm.map(|v| v as f32);
@@ -117,169 +111,57 @@ fn header_for(g: &VolumeGeometry, description: &str) -> NiftiHeader {
     h
 }
 
-impl PredictionWriter {
-    /// Writes one volume unit's NIfTI files into `DIR/<study>/<target>/` (each file
-    /// atomically, through a hidden `.partial-<pid>` folder beside it).
-    pub fn write_volume(&self, v: &VolumeToSave<'_>) -> Result<PathBuf, PredictionsError> {
-        crate::predictions::check_component(self.dir(), "study id", v.study_id)?;
-        crate::predictions::check_component(self.dir(), "target id", v.target_id)?;
-        let (d, h, w) = (v.depth as usize, v.height as usize, v.width as usize);
-        let voxels = d * h * w;
-        let folder = volume_dir(self.dir(), v.study_id, v.target_id);
-        let tmp_dir = folder.join(format!(".partial-{}", std::process::id()));
-        std::fs::create_dir_all(&tmp_dir).map_err(|source| PredictionsError::Io {
-            path: tmp_dir.clone(),
-            source,
-        })?;
-        let header = header_for(&v.geometry, "dpersona prediction");
-        let check = |name: &str, len: usize| {
-            if len == voxels {
-                Ok(())
-            } else {
-                Err(crate::predictions::invalid(
-                    &folder.join(name),
-                    format!("has {len} voxels, expected {d}x{h}x{w} = {voxels}"),
-                ))
-            }
-        };
-        macro_rules! put {
-            ($name:expr, $values:expr) => {{
-                let name: String = $name;
-                let values = $values;
-                check(&name, values.len())?;
-                // [D, H, W] row-major is [W, H, D] in Fortran order: NIfTI's (x, y, z).
-                let arr =
-                    Array3::from_shape_vec((w, h, d).f(), values).expect("length checked above");
-                let tmp = tmp_dir.join(&name);
-                nifti::writer::WriterOptions::new(&tmp)
-                    .reference_header(&header)
-                    .write_nifti(&arr)
-                    .map_err(|e| {
-                        crate::predictions::invalid(&tmp, format!("writing NIfTI failed: {e}"))
-                    })?;
-                schemas::atomic::commit_temp(&tmp, &folder.join(&name))?;
-            }};
-        }
-        put!(format!("image{VOLUME_ENDING}"), v.image.to_vec());
-        for (k, m) in v.raters.iter().enumerate() {
-            if let Some(m) = m {
-                put!(
-                    format!("rater_{}{VOLUME_ENDING}", k + 1),
-                    m.iter().map(|&x| (x != 0) as u8).collect::<Vec<u8>>()
-                );
-            }
-        }
-        for (j, p) in v.probs.iter().enumerate() {
-            put!(format!("pred_{:02}{VOLUME_ENDING}", j + 1), p.to_vec());
-        }
-        let _ = std::fs::remove_dir(&tmp_dir);
-        Ok(folder)
-    }
-}
-
-/// One volume folder found on disk.
+/// Voxels of one volume file: float32 (probabilities, image) or uint8 (rater masks).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SavedVolume {
-    pub study_id: String,
-    pub target_id: String,
-    pub dir: PathBuf,
-    /// `pred_01.nii[.gz] ..` in order.
-    pub preds: Vec<PathBuf>,
-    /// `[R]` `rater_k.nii[.gz]` where present, R being the highest k found (a missing
-    /// rater has no file).
-    pub raters: Vec<Option<PathBuf>>,
-    /// `image.nii[.gz]`, when saved.
-    pub image: Option<PathBuf>,
+pub enum VolumeValues {
+    F32(Vec<f32>),
+    U8(Vec<u8>),
 }
 
-/// The number `k` of `<prefix><k>.nii` / `<prefix><k>.nii.gz`, if the name has that form.
-fn numbered(name: &str, prefix: &str) -> Option<Result<usize, ()>> {
-    let rest = name.strip_prefix(prefix)?;
-    let k = rest
-        .strip_suffix(".nii.gz")
-        .or_else(|| rest.strip_suffix(".nii"))?;
-    Some(k.parse().map_err(|_| ()))
-}
-
-/// Walks the folder: every `study/target/` holding `pred_*.nii[.gz]`, sorted by
-/// (study, target).
-pub fn list_volumes(dir: &Path) -> Result<Vec<SavedVolume>, PredictionsError> {
-    use crate::predictions::{invalid, list_dir};
-    let mut out = Vec::new();
-    for (study, sp) in list_dir(dir)? {
-        if !sp.is_dir() {
-            continue;
-        }
-        for (target, tp) in list_dir(&sp)? {
-            if !tp.is_dir() {
-                continue;
-            }
-            let mut preds = Vec::new();
-            let mut raters: Vec<Option<PathBuf>> = Vec::new();
-            let mut image = None;
-            for (name, p) in list_dir(&tp)? {
-                match numbered(&name, "pred_") {
-                    None => {}
-                    Some(Ok(k)) => preds.push((k, p.clone())),
-                    Some(Err(())) => {
-                        return Err(invalid(&p, "expected pred_<number>.nii.gz (or .nii)"))
-                    }
-                }
-                match numbered(&name, "rater_") {
-                    None => {}
-                    Some(Ok(k)) if k >= 1 => {
-                        if raters.len() < k {
-                            raters.resize(k, None);
-                        }
-                        if raters[k - 1].is_some() {
-                            return Err(invalid(
-                                &p,
-                                format!("rater {k} exists as both .nii and .nii.gz"),
-                            ));
-                        }
-                        raters[k - 1] = Some(p.clone());
-                    }
-                    Some(_) => {
-                        return Err(invalid(
-                            &p,
-                            "expected rater_<number from 1>.nii.gz (or .nii)",
-                        ))
-                    }
-                }
-                if name == "image.nii.gz" || name == "image.nii" {
-                    if image.is_some() {
-                        return Err(invalid(&p, "the image exists as both .nii and .nii.gz"));
-                    }
-                    image = Some(p);
-                }
-            }
-            if preds.is_empty() {
-                continue;
-            }
-            preds.sort();
-            if let Some(w) = preds.windows(2).find(|w| w[0].0 == w[1].0) {
-                return Err(invalid(
-                    &w[1].1,
-                    format!("prediction {} exists as both .nii and .nii.gz", w[1].0),
-                ));
-            }
-            if preds.iter().enumerate().any(|(i, (k, _))| *k != i + 1) {
-                return Err(invalid(
-                    &tp,
-                    "prediction files must be numbered pred_01 .. pred_NN without gaps",
-                ));
-            }
-            out.push(SavedVolume {
-                study_id: study.clone(),
-                target_id: target.clone(),
-                dir: tp.clone(),
-                preds: preds.into_iter().map(|(_, p)| p).collect(),
-                raters,
-                image,
-            });
+impl VolumeValues {
+    pub fn len(&self) -> usize {
+        match self {
+            VolumeValues::F32(v) => v.len(),
+            VolumeValues::U8(v) => v.len(),
         }
     }
-    Ok(out)
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Writes `values` (`[D, H, W]` row-major, `D·H·W` of them) as a NIfTI-1 volume of shape
+/// `(W, H, D)` with `g`'s spacing at `path` (not atomically: the caller writes a temporary
+/// name and renames it into place).
+pub fn write_volume_file(
+    path: &Path,
+    values: VolumeValues,
+    (d, h, w): (usize, usize, usize),
+    g: &VolumeGeometry,
+) -> Result<(), PredictionsError> {
+    if values.len() != d * h * w {
+        return Err(invalid(
+            path,
+            format!(
+                "has {} voxels, expected {d}x{h}x{w} = {}",
+                values.len(),
+                d * h * w
+            ),
+        ));
+    }
+    let header = header_for(g, "dpersona prediction");
+    let writer = nifti::writer::WriterOptions::new(path);
+    let writer = writer.reference_header(&header);
+    // [D, H, W] row-major is [W, H, D] in Fortran order: NIfTI's (x, y, z).
+    let written =
+        match values {
+            VolumeValues::F32(v) => writer
+                .write_nifti(&Array3::from_shape_vec((w, h, d).f(), v).expect("length checked")),
+            VolumeValues::U8(v) => writer
+                .write_nifti(&Array3::from_shape_vec((w, h, d).f(), v).expect("length checked")),
+        };
+    written.map_err(|e| invalid(path, format!("writing NIfTI failed: {e}")))
 }
 
 /// The NIfTI shape `(x, y, z)` of a file's `dim`, trailing singleton dimensions dropped (a
@@ -287,7 +169,7 @@ pub fn list_volumes(dir: &Path) -> Result<Vec<SavedVolume>, PredictionsError> {
 fn shape_of(path: &Path, header: &NiftiHeader) -> Result<Vec<usize>, PredictionsError> {
     let dim = header
         .dim()
-        .map_err(|e| crate::predictions::invalid(path, format!("has an invalid dim field: {e}")))?;
+        .map_err(|e| invalid(path, format!("has an invalid dim field: {e}")))?;
     let mut shape: Vec<usize> = dim.iter().map(|&v| v as usize).collect();
     while shape.len() > 3 && shape.last() == Some(&1) {
         shape.pop();
@@ -301,12 +183,11 @@ fn shape_of(path: &Path, header: &NiftiHeader) -> Result<Vec<usize>, Predictions
 /// The NIfTI shape `(x, y, z) = (W, H, D)` of a volume, from its header alone (no voxel
 /// data is decoded): how a reader that is not told the shape (the report's figures) learns it.
 pub fn volume_shape(path: &Path) -> Result<[usize; 3], PredictionsError> {
-    let header = NiftiHeader::from_file(path).map_err(|e| {
-        crate::predictions::invalid(path, format!("is not a readable NIfTI-1 file: {e}"))
-    })?;
+    let header = NiftiHeader::from_file(path)
+        .map_err(|e| invalid(path, format!("is not a readable NIfTI-1 file: {e}")))?;
     match shape_of(path, &header)?[..] {
         [x, y, z] => Ok([x, y, z]),
-        ref other => Err(crate::predictions::invalid(
+        ref other => Err(invalid(
             path,
             format!("has shape {other:?}: expected a 3D volume (x, y, z)"),
         )),
@@ -323,7 +204,6 @@ pub fn read_volume(
     height: usize,
     width: usize,
 ) -> Result<Vec<f32>, PredictionsError> {
-    use crate::predictions::invalid;
     let obj = ReaderOptions::new()
         .read_file(path)
         .map_err(|e| invalid(path, format!("is not a readable NIfTI-1 file: {e}")))?;
@@ -364,7 +244,7 @@ pub fn read_probability_volume(
         .find(|(_, v)| !(v.is_finite() && (0.0..=1.0).contains(*v)))
     {
         let (z, y, x) = (i / (width * height), (i / width) % height, i % width);
-        return Err(crate::predictions::invalid(
+        return Err(invalid(
             path,
             format!(
                 "voxel (x={x}, y={y}, z={z}) is {v}: predictions must be probabilities in \
@@ -391,115 +271,23 @@ pub fn read_mask_volume(
 }
 
 /// Voxel geometry of every (study, target) of `studies`, read from the manifest's shards
-/// (only the id, z and spacing columns are decoded).
+/// (only the id, z and spacing columns are decoded, see [`crate::slice_positions`]).
 pub fn read_geometry(
     manifest: &Manifest,
     studies: &[String],
 ) -> Result<HashMap<(String, String), VolumeGeometry>, PredictionsError> {
-    use crate::predictions::invalid;
-    use arrow::array::{Array, Float64Array, Int32Array, StringArray};
-    let by_id: HashMap<&str, &str> = manifest
-        .studies
-        .iter()
-        .map(|s| (s.study_id.as_str(), s.shard.as_str()))
-        .collect();
-    let mut shards: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for s in studies {
-        let shard = by_id.get(s.as_str()).ok_or_else(|| {
-            invalid(
-                &manifest.path,
-                format!("study `{s}` is not in the manifest"),
-            )
-        })?;
-        shards.entry(shard).or_default().push(s);
-    }
-    // (study, target) -> slice_index -> (z, row, col)
-    let mut planes: HashMap<(String, String), BTreeMap<i32, [f64; 3]>> = HashMap::new();
-    for (shard, ids) in shards {
-        let path = manifest.resolve(shard);
-        let file = open_checked(&path, &SLICE_SCHEMA)?;
-        let names = [
-            col::STUDY_ID,
-            col::TARGET_ID,
-            col::SLICE_INDEX,
-            col::Z_MM,
-            col::SPACING_ROW_MM,
-            col::SPACING_COL_MM,
-        ];
-        let fields = file.builder.parquet_schema().root_schema().get_fields();
-        let roots: Vec<usize> = names
-            .iter()
-            .map(|n| {
-                fields
-                    .iter()
-                    .position(|f| f.name() == *n)
-                    .ok_or_else(|| invalid(&path, format!("has no column `{n}`")))
-            })
-            .collect::<Result<_, _>>()?;
-        let mask =
-            parquet::arrow::ProjectionMask::roots(file.builder.parquet_schema(), roots.clone());
-        let reader = file
-            .builder
-            .with_projection(mask)
-            .build()
-            .map_err(|e| invalid(&path, format!("cannot be read: {e}")))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| invalid(&path, format!("cannot be read: {e}")))?;
-            let column = |n: &str| {
-                batch
-                    .column_by_name(n)
-                    .ok_or_else(|| invalid(&path, format!("has no column `{n}`")))
-            };
-            let typed = |n: &'static str| invalid(&path, format!("column `{n}` has another type"));
-            let study = column(col::STUDY_ID)?;
-            let study = study
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| typed(col::STUDY_ID))?;
-            let target = column(col::TARGET_ID)?;
-            let target = target
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| typed(col::TARGET_ID))?;
-            let slice = column(col::SLICE_INDEX)?;
-            let slice = slice
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .ok_or_else(|| typed(col::SLICE_INDEX))?;
-            let f64col = |n: &'static str| -> Result<Float64Array, PredictionsError> {
-                column(n)?
-                    .as_any()
-                    .downcast_ref::<Float64Array>()
-                    .cloned()
-                    .ok_or_else(|| typed(n))
-            };
-            let (z, row, colm) = (
-                f64col(col::Z_MM)?,
-                f64col(col::SPACING_ROW_MM)?,
-                f64col(col::SPACING_COL_MM)?,
-            );
-            for i in 0..batch.num_rows() {
-                if !ids.contains(&study.value(i)) {
-                    continue;
-                }
-                planes
-                    .entry((study.value(i).to_string(), target.value(i).to_string()))
-                    .or_default()
-                    .insert(slice.value(i), [z.value(i), row.value(i), colm.value(i)]);
-            }
-        }
-    }
+    let planes = crate::slice_positions::read_slice_positions(manifest, studies)?;
     Ok(planes
         .into_iter()
         .map(|(key, p)| {
-            let v: Vec<[f64; 3]> = p.into_values().collect();
+            let v: Vec<SlicePosition> = p.into_values().collect();
             let step = match v.get(1) {
-                Some(next) if next[0] > v[0][0] => next[0] - v[0][0],
+                Some(next) if next.z_mm > v[0].z_mm => next.z_mm - v[0].z_mm,
                 _ => 1.0,
             };
             let g = VolumeGeometry {
-                spacing_mm: [step, v[0][1], v[0][2]],
-                origin_z_mm: v[0][0],
+                spacing_mm: [step, v[0].spacing_row_mm, v[0].spacing_col_mm],
+                origin_z_mm: v[0].z_mm,
             };
             (key, g)
         })

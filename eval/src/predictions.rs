@@ -34,7 +34,12 @@ use schemas::parquet_io::open_checked;
 use schemas::slice::{SliceColumns, SCHEMA as SLICE_SCHEMA};
 
 use crate::metric_rows::{EvalContext, UnitId, UnitKind};
-use crate::raster::{encode_grey8, read_grey_png, RasterError};
+pub(crate) use crate::prediction_error::invalid;
+pub use crate::prediction_error::PredictionsError;
+use crate::prediction_volumes::{
+    read_probability_volume, write_volume_file, VolumeToSave, VolumeValues, VOLUME_ENDING,
+};
+use crate::raster::{encode_grey8, read_grey_png};
 use crate::results_frame::Conventions;
 use crate::unit_metrics::{score_unit, MetricOptions};
 
@@ -121,28 +126,6 @@ impl PredictionsHeader {
     pub fn with_files(mut self, files: PredictionFiles) -> Self {
         self.files = files;
         self
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PredictionsError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error(transparent)]
-    Raster(#[from] RasterError),
-    #[error(transparent)]
-    Schema(#[from] schemas::SchemaError),
-}
-
-pub(crate) fn invalid(path: &Path, reason: impl Into<String>) -> PredictionsError {
-    PredictionsError::Invalid {
-        path: path.to_path_buf(),
-        reason: reason.into(),
     }
 }
 
@@ -294,6 +277,16 @@ pub fn read_header(dir: &Path) -> Result<PredictionsHeader, PredictionsError> {
     Ok(h)
 }
 
+/// How a folder's maps are stored, from its `predictions.json`. A folder without one is
+/// read as PNG slice folders (the figures draw what a PNG-only tool left); a header that is
+/// there but cannot be read or parsed is an error naming it, never taken for PNG.
+pub fn stored_files(dir: &Path) -> Result<PredictionFiles, PredictionsError> {
+    if !dir.join(HEADER_FILE).exists() {
+        return Ok(PredictionFiles::Png);
+    }
+    Ok(read_header(dir)?.files)
+}
+
 pub(crate) fn list_dir(path: &Path) -> Result<Vec<(String, PathBuf)>, PredictionsError> {
     let io = |source| PredictionsError::Io {
         path: path.to_path_buf(),
@@ -404,6 +397,7 @@ pub fn list_slices(dir: &Path) -> Result<Vec<SavedSlice>, PredictionsError> {
 struct SliceLabels {
     height: u32,
     width: u32,
+    z_mm: f64,
     /// `[R, H, W]`.
     masks: Vec<u8>,
     present: Vec<bool>,
@@ -493,7 +487,7 @@ pub fn score_predictions_dir(
                     "NIfTI predictions (`files`: `nifti`) are volume units: `unit` must be `volume`",
                 ));
             }
-            let volumes = crate::prediction_volumes::list_volumes(dir)?;
+            let volumes = list_volumes(dir)?;
             if volumes.is_empty() {
                 return Err(invalid(
                     dir,
@@ -581,6 +575,7 @@ fn load_labels<'a>(
                         SliceLabels {
                             height: rec.height,
                             width: rec.width,
+                            z_mm: rec.z_mm,
                             masks: rec.masks,
                             present: rec.raters_present,
                         },
@@ -740,11 +735,18 @@ impl UnitScorer<'_> {
             }
             slice_labels.push(lab);
         }
+        // A slice unit names its slice, so its rows join back to the shards.
+        let slice = match self.header.unit {
+            UnitKind::Slice => Some((first.slice_index, slice_labels[0].z_mm)),
+            UnitKind::Volume => None,
+        };
         let unit_id = UnitId {
             study_id: key.0,
             target_id: key.1,
             kind: self.header.unit,
             unit_index: unit_index as u32,
+            slice_index: slice.map(|s| s.0),
+            z_mm: slice.map(|s| s.1),
         };
         Ok(self.score(unit_id, stack_labels(slice_labels.into_iter()), &probs))
     }
@@ -752,7 +754,7 @@ impl UnitScorer<'_> {
     fn nifti_unit(
         &self,
         unit_index: usize,
-        v: &crate::prediction_volumes::SavedVolume,
+        v: &SavedVolume,
         labels: &LabelIndex,
     ) -> Result<UnitOutcome, PredictionsError> {
         let key = (v.study_id.clone(), v.target_id.clone());
@@ -770,14 +772,179 @@ impl UnitScorer<'_> {
         let probs = v
             .preds
             .iter()
-            .map(|p| crate::prediction_volumes::read_probability_volume(p, planes.len(), h, w))
+            .map(|p| read_probability_volume(p, planes.len(), h, w))
             .collect::<Result<Vec<_>, _>>()?;
         let unit_id = UnitId {
             study_id: key.0,
             target_id: key.1,
             kind: UnitKind::Volume,
             unit_index: unit_index as u32,
+            slice_index: None,
+            z_mm: None,
         };
         Ok(self.score(unit_id, stack_labels(planes.values()), &probs))
     }
+}
+
+/// The folder of one volume unit.
+pub fn volume_dir(dir: &Path, study_id: &str, target_id: &str) -> PathBuf {
+    dir.join(study_id).join(target_id)
+}
+
+impl PredictionWriter {
+    /// Writes one volume unit's NIfTI files (format: [`crate::prediction_volumes`]) into
+    /// `DIR/<study>/<target>/` (each file atomically, through a hidden `.partial-<pid>`
+    /// folder beside it).
+    pub fn write_volume(&self, v: &VolumeToSave<'_>) -> Result<PathBuf, PredictionsError> {
+        check_component(self.dir(), "study id", v.study_id)?;
+        check_component(self.dir(), "target id", v.target_id)?;
+        let dhw = (v.depth as usize, v.height as usize, v.width as usize);
+        let folder = volume_dir(self.dir(), v.study_id, v.target_id);
+        let tmp_dir = folder.join(format!(".partial-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp_dir).map_err(|source| PredictionsError::Io {
+            path: tmp_dir.clone(),
+            source,
+        })?;
+        let put = |name: String, values: VolumeValues| -> Result<(), PredictionsError> {
+            let (d, h, w) = dhw;
+            if values.len() != d * h * w {
+                return Err(invalid(
+                    &folder.join(&name),
+                    format!(
+                        "has {} voxels, expected {d}x{h}x{w} = {}",
+                        values.len(),
+                        d * h * w
+                    ),
+                ));
+            }
+            let tmp = tmp_dir.join(&name);
+            write_volume_file(&tmp, values, dhw, &v.geometry)?;
+            schemas::atomic::commit_temp(&tmp, &folder.join(&name))?;
+            Ok(())
+        };
+        put(
+            format!("image{VOLUME_ENDING}"),
+            VolumeValues::F32(v.image.to_vec()),
+        )?;
+        for (k, m) in v.raters.iter().enumerate() {
+            if let Some(m) = m {
+                put(
+                    format!("rater_{}{VOLUME_ENDING}", k + 1),
+                    VolumeValues::U8(m.iter().map(|&x| (x != 0) as u8).collect()),
+                )?;
+            }
+        }
+        for (j, p) in v.probs.iter().enumerate() {
+            put(
+                format!("pred_{:02}{VOLUME_ENDING}", j + 1),
+                VolumeValues::F32(p.to_vec()),
+            )?;
+        }
+        let _ = std::fs::remove_dir(&tmp_dir);
+        Ok(folder)
+    }
+}
+
+/// One volume folder found on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedVolume {
+    pub study_id: String,
+    pub target_id: String,
+    pub dir: PathBuf,
+    /// `pred_01.nii[.gz] ..` in order.
+    pub preds: Vec<PathBuf>,
+    /// `[R]` `rater_k.nii[.gz]` where present, R being the highest k found (a missing
+    /// rater has no file).
+    pub raters: Vec<Option<PathBuf>>,
+    /// `image.nii[.gz]`, when saved.
+    pub image: Option<PathBuf>,
+}
+
+/// The number `k` of `<prefix><k>.nii` / `<prefix><k>.nii.gz`, if the name has that form.
+fn numbered(name: &str, prefix: &str) -> Option<Result<usize, ()>> {
+    let rest = name.strip_prefix(prefix)?;
+    let k = rest
+        .strip_suffix(".nii.gz")
+        .or_else(|| rest.strip_suffix(".nii"))?;
+    Some(k.parse().map_err(|_| ()))
+}
+
+/// Walks the folder: every `study/target/` holding `pred_*.nii[.gz]`, sorted by
+/// (study, target).
+pub fn list_volumes(dir: &Path) -> Result<Vec<SavedVolume>, PredictionsError> {
+    let mut out = Vec::new();
+    for (study, sp) in list_dir(dir)? {
+        if !sp.is_dir() {
+            continue;
+        }
+        for (target, tp) in list_dir(&sp)? {
+            if !tp.is_dir() {
+                continue;
+            }
+            let mut preds = Vec::new();
+            let mut raters: Vec<Option<PathBuf>> = Vec::new();
+            let mut image = None;
+            for (name, p) in list_dir(&tp)? {
+                match numbered(&name, "pred_") {
+                    None => {}
+                    Some(Ok(k)) => preds.push((k, p.clone())),
+                    Some(Err(())) => {
+                        return Err(invalid(&p, "expected pred_<number>.nii.gz (or .nii)"))
+                    }
+                }
+                match numbered(&name, "rater_") {
+                    None => {}
+                    Some(Ok(k)) if k >= 1 => {
+                        if raters.len() < k {
+                            raters.resize(k, None);
+                        }
+                        if raters[k - 1].is_some() {
+                            return Err(invalid(
+                                &p,
+                                format!("rater {k} exists as both .nii and .nii.gz"),
+                            ));
+                        }
+                        raters[k - 1] = Some(p.clone());
+                    }
+                    Some(_) => {
+                        return Err(invalid(
+                            &p,
+                            "expected rater_<number from 1>.nii.gz (or .nii)",
+                        ))
+                    }
+                }
+                if name == "image.nii.gz" || name == "image.nii" {
+                    if image.is_some() {
+                        return Err(invalid(&p, "the image exists as both .nii and .nii.gz"));
+                    }
+                    image = Some(p);
+                }
+            }
+            if preds.is_empty() {
+                continue;
+            }
+            preds.sort();
+            if let Some(w) = preds.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(invalid(
+                    &w[1].1,
+                    format!("prediction {} exists as both .nii and .nii.gz", w[1].0),
+                ));
+            }
+            if preds.iter().enumerate().any(|(i, (k, _))| *k != i + 1) {
+                return Err(invalid(
+                    &tp,
+                    "prediction files must be numbered pred_01 .. pred_NN without gaps",
+                ));
+            }
+            out.push(SavedVolume {
+                study_id: study.clone(),
+                target_id: target.clone(),
+                dir: tp.clone(),
+                preds: preds.into_iter().map(|(_, p)| p).collect(),
+                raters,
+                image,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -294,6 +294,8 @@ mod tests {
             target_id: "T0".into(),
             unit: "slice".into(),
             unit_index: 0,
+            slice_index: Some(0),
+            z_mm: None,
             metric: names::GED.into(),
             value: 0.5,
             seed: 1,

@@ -58,6 +58,8 @@ fn evaluation(
             target_id: "1".into(),
             kind: UnitKind::Slice,
             unit_index: u as u32,
+            slice_index: Some(u as i32),
+            z_mm: Some(2.5 * u as f64),
         };
         rows.extend(s.to_records(&ctx, &id));
     }

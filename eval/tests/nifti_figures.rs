@@ -267,6 +267,8 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
             target_id: e["target"].as_str().unwrap().into(),
             unit: "volume".into(),
             unit_index: i as u32,
+            slice_index: None,
+            z_mm: None,
             metric: "ged".into(),
             value: 0.5 + i as f64 * 0.1,
             seed: 1,

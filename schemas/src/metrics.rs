@@ -3,6 +3,10 @@
 //! Conventions that hold for a whole file (binarisation threshold, Dice epsilon, the GED
 //! distance of an empty-against-empty pair, ...) are JSON under [`KEY_CONVENTIONS`];
 //! what may vary between rows of a combined file (seed, checkpoint) is a column.
+//!
+//! Version 2 added `slice_index` and `z_mm` (null for volume units), so a row joins back to
+//! the shard slice it scored: `results.join(shards, on=[study_id, target_id, slice_index])`.
+//! Version-1 frames still read, with both columns null.
 use arrow::datatypes::{DataType, FieldRef};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +38,13 @@ pub struct MetricRecord {
     pub unit: String,
     /// Index of the unit within the evaluated split.
     pub unit_index: u32,
+    /// Slice units: the shard row's `slice_index` (the slice the value scores). Null for
+    /// volume units and in rows read from version-1 frames.
+    #[serde(default)]
+    pub slice_index: Option<i32>,
+    /// Slice units: the shard row's `z_mm`. Null like `slice_index`.
+    #[serde(default)]
+    pub z_mm: Option<f64>,
     pub metric: String,
     pub value: f64,
     pub seed: u64,
@@ -42,7 +53,7 @@ pub struct MetricRecord {
 }
 
 impl Table for MetricRecord {
-    const SCHEMA: SchemaId = SchemaId::new("metrics", 1);
+    const SCHEMA: SchemaId = SchemaId::new("metrics", 2);
     fn fields() -> Vec<FieldRef> {
         vec![
             field("run", DataType::Utf8),
@@ -56,6 +67,8 @@ impl Table for MetricRecord {
             field("target_id", DataType::Utf8),
             field("unit", DataType::Utf8),
             field("unit_index", DataType::UInt32),
+            nullable("slice_index", DataType::Int32),
+            nullable("z_mm", DataType::Float64),
             field("metric", DataType::Utf8),
             field("value", DataType::Float64),
             field("seed", DataType::UInt64),
@@ -93,11 +106,60 @@ impl Table for SummaryRecord {
             field("n_samples", DataType::UInt32),
             field("bank", DataType::UInt32),
             field("n_outputs", DataType::UInt32),
-            std::sync::Arc::new(arrow::datatypes::Field::new("fold", DataType::UInt32, true)),
+            nullable("fold", DataType::UInt32),
             field("metric", DataType::Utf8),
             field("mean", DataType::Float64),
             field("std", DataType::Float64),
             field("count", DataType::UInt32),
         ]
+    }
+}
+
+/// A field that may hold nulls.
+fn nullable(name: &str, dt: DataType) -> FieldRef {
+    std::sync::Arc::new(arrow::datatypes::Field::new(name, dt, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{read_table, write_table};
+
+    fn row(slice_index: Option<i32>, z_mm: Option<f64>) -> MetricRecord {
+        MetricRecord {
+            run: "r".into(),
+            method: "m".into(),
+            stage: 1,
+            n_samples: 4,
+            bank: 0,
+            n_outputs: 4,
+            fold: 0,
+            study_id: "S".into(),
+            target_id: "1".into(),
+            unit: if slice_index.is_some() {
+                "slice"
+            } else {
+                "volume"
+            }
+            .into(),
+            unit_index: 0,
+            slice_index,
+            z_mm,
+            metric: "ged".into(),
+            value: 0.25,
+            seed: 1,
+            checkpoint_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn slice_columns_round_trip_set_and_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.parquet");
+        let rows = vec![row(Some(-3), Some(-41.25)), row(None, None)];
+        write_table(&path, &rows, &[]).unwrap();
+        let (back, meta) = read_table::<MetricRecord>(&path).unwrap();
+        assert_eq!(back, rows);
+        assert_eq!(meta[crate::meta::KEY_VERSION], "2");
     }
 }

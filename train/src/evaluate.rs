@@ -167,12 +167,16 @@ impl UnitAssembler {
         self.next_index as usize
     }
 
-    fn take_id(&mut self, study_id: &str, target_id: &str) -> UnitId {
+    /// `slice_index`: the slice of a slice unit (`z_mm` is filled from the shards by
+    /// [`eval::slice_positions::fill_z_mm`] before the frame is written).
+    fn take_id(&mut self, study_id: &str, target_id: &str, slice_index: Option<i32>) -> UnitId {
         let id = UnitId {
             study_id: study_id.to_string(),
             target_id: target_id.to_string(),
             kind: self.unit,
             unit_index: self.next_index,
+            slice_index,
+            z_mm: None,
         };
         self.next_index += 1;
         id
@@ -193,7 +197,7 @@ impl UnitAssembler {
             image: image.to_vec(),
         };
         if self.unit == UnitKind::Slice {
-            let id = self.take_id(&row.study_id, &row.target_id);
+            let id = self.take_id(&row.study_id, &row.target_id, Some(row.slice_index));
             return Some(AssembledUnit {
                 id,
                 depth: 1,
@@ -209,7 +213,7 @@ impl UnitAssembler {
             return None;
         }
         let slices = self.open.remove(&key).expect("just inserted");
-        let id = self.take_id(&key.0, &key.1);
+        let id = self.take_id(&key.0, &key.1, None);
         Some(stack_volume(id, slices))
     }
 
@@ -431,6 +435,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
             }
         }
     }
+    eval::slice_positions::fill_z_mm(&mut rows, &manifest)?;
     let written = write_results(
         &opts.out,
         &rows,

@@ -5,9 +5,11 @@
 //!   "channel_names": {"0": "t1", "1": "t1c", "2": "t2"},  // index -> name, indices 0..C-1
 //!   "raters": ["a1", "a2", "a3", "a4"],
 //!   "file_ending": ".nii.gz",                        // ".nii" or ".nii.gz"
-//!   "rater_order": "identity" }                      // optional: "identity" | "area_rank"
+//!   "rater_order": "identity",                       // optional: "identity" | "area_rank"
+//!   "numTraining": 40 }                              // optional: number of cases
 //! ```
-//! Other keys (nnU-Net's `labels`, `numTraining`, ...) are ignored.
+//! `numTraining` is only checked against the cases found (a disagreement is a notice, see
+//! [`super::layout`]); other keys (nnU-Net's `labels`, ...) are ignored.
 use std::path::Path;
 
 use schemas::manifest::RaterOrder;
@@ -27,6 +29,8 @@ pub struct DatasetJson {
     pub raters: Vec<String>,
     pub file_ending: String,
     pub rater_order: RaterOrder,
+    /// nnU-Net's `numTraining`, when given: the number of cases the dataset says it holds.
+    pub num_training: Option<u64>,
 }
 
 impl DatasetJson {
@@ -93,12 +97,22 @@ impl DatasetJson {
                 ))
             }
         };
+        let num_training = match obj.get("numTraining") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(other) => {
+                return Err(format!(
+                    "`numTraining` must be a whole number of cases, got {other}"
+                ))
+            }
+        };
         Ok(DatasetJson {
             name,
             channels,
             raters,
             file_ending,
             rater_order,
+            num_training,
         })
     }
 }
@@ -162,10 +176,12 @@ mod tests {
         assert_eq!(d.raters, ["a1", "a2"]);
         assert_eq!(d.file_ending, ".nii");
         assert_eq!(d.rater_order, RaterOrder::AreaRank);
+        assert_eq!(d.num_training, None);
         let d = DatasetJson::parse(
-            r#"{"channel_names": {"0": "ct"}, "raters": ["r"], "file_ending": ".nii.gz"}"#,
+            r#"{"channel_names": {"0": "ct"}, "raters": ["r"], "file_ending": ".nii.gz", "numTraining": 7}"#,
         )
         .unwrap();
+        assert_eq!(d.num_training, Some(7));
         assert_eq!(
             (d.name.as_str(), d.rater_order),
             (DEFAULT_NAME, RaterOrder::Identity)
@@ -212,6 +228,14 @@ mod tests {
             (
                 r#"{"channel_names": {"0": "t1"}, "raters": ["a"], "file_ending": ".nii", "rater_order": "random"}"#,
                 "`rater_order` must be",
+            ),
+            (
+                r#"{"channel_names": {"0": "t1"}, "raters": ["a"], "file_ending": ".nii", "numTraining": "5"}"#,
+                "`numTraining` must be a whole number of cases, got \"5\"",
+            ),
+            (
+                r#"{"channel_names": {"0": "t1"}, "raters": ["a"], "file_ending": ".nii", "numTraining": -1}"#,
+                "`numTraining` must be a whole number of cases, got -1",
             ),
         ];
         for (text, want) in cases {

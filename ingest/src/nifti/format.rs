@@ -12,7 +12,10 @@
 //! `crop_size`; slices any rater marks are kept, plus a seeded share of unmarked ones.
 //! A case is one target, `lesion` (the NPC GTVp): per-volume metrics rebuild the volume from
 //! `slice_index`, `crop_row0/col0` and `source_height/width`.
-use std::collections::BTreeSet;
+//!
+//! Entries that belong to no case (another ending, a name that fits no pattern, labels of a
+//! case without images, a `numTraining` that disagrees) are [`SourceFormat::notices`],
+//! found by [`super::layout`]: nothing in the raw folder is left out without a word.
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -24,6 +27,7 @@ use schemas::slice::SliceRecord;
 use serde::{Deserialize, Serialize};
 
 use super::dataset_json::DatasetJson;
+use super::layout::{count_notice, survey, Survey};
 use super::slicing::{axial_slice, box_origin, centre_origin, crop, resample_nearest};
 use super::volume::{read_volume, Volume};
 use crate::study::{DatasetFacts, ImageValues, SourceFormat, StudyError, StudyInput, StudyOutput};
@@ -79,6 +83,9 @@ pub struct NiftiFormat {
     params: NiftiParams,
     /// dataset.json of the raw folder, known after `discover`.
     dataset: RwLock<Option<DatasetJson>>,
+    /// Entries of the raw folder that belong to no case (see [`super::layout`]), known
+    /// after `discover`.
+    notices: RwLock<Vec<StudyError>>,
 }
 
 impl NiftiFormat {
@@ -86,6 +93,7 @@ impl NiftiFormat {
         NiftiFormat {
             params,
             dataset: RwLock::new(None),
+            notices: RwLock::new(Vec::new()),
         }
     }
 
@@ -108,42 +116,27 @@ pub fn label_file(raw: &Path, case: &str, rater: &str, ending: &str) -> PathBuf 
     raw.join("labels").join(format!("{case}_{rater}{ending}"))
 }
 
-/// `CASE` of an image file name `CASE_XXXX{ending}`, if it has that form.
-fn case_of(name: &str, ending: &str) -> Option<String> {
-    let stem = name.strip_suffix(ending)?;
-    let (case, idx) = stem.rsplit_once('_')?;
-    (idx.len() == 4 && idx.bytes().all(|b| b.is_ascii_digit()) && !case.is_empty())
-        .then(|| case.to_string())
-}
-
 impl SourceFormat for NiftiFormat {
     fn discover(&self, raw: &Path) -> Result<Vec<StudyInput>, StudyError> {
-        let ds = DatasetJson::read(&raw.join("dataset.json"))?;
-        let images = raw.join("images");
-        let entries = std::fs::read_dir(&images)
-            .map_err(|e| StudyError::new(&images, format!("cannot list the image folder: {e}")))?;
-        let mut cases = BTreeSet::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| {
-                StudyError::new(&images, format!("cannot list the image folder: {e}"))
-            })?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue; // temporary or hidden files
-            }
-            if let Some(case) = case_of(&name, &ds.file_ending) {
-                cases.insert(case);
-            }
-        }
+        let ds_path = raw.join("dataset.json");
+        let ds = DatasetJson::read(&ds_path)?;
+        let Survey { cases, mut notices } = survey(raw, &ds)?;
         if cases.is_empty() {
-            return Err(StudyError::new(
-                &images,
-                format!(
-                    "no image files named CASE_XXXX{} (XXXX = channel index)",
-                    ds.file_ending
-                ),
-            ));
+            let images = raw.join("images");
+            let mut reason = format!(
+                "no image files named CASE_XXXX{} (XXXX = channel index)",
+                ds.file_ending
+            );
+            if let Some(first) = notices.first() {
+                reason.push_str(&format!(
+                    "; {} other entr{} found, the first: {first}",
+                    notices.len(),
+                    if notices.len() == 1 { "y" } else { "ies" }
+                ));
+            }
+            return Err(StudyError::new(&images, reason));
         }
+        notices.extend(count_notice(&ds_path, &ds, cases.len()));
         let studies = cases
             .into_iter()
             .map(|case| {
@@ -164,6 +157,7 @@ impl SourceFormat for NiftiFormat {
             })
             .collect();
         *self.dataset.write().expect("dataset lock") = Some(ds);
+        *self.notices.write().expect("notices lock") = notices;
         Ok(studies)
     }
 
@@ -232,6 +226,10 @@ impl SourceFormat for NiftiFormat {
             }),
             image_values: ImageValues::Continuous,
         }
+    }
+
+    fn notices(&self) -> Vec<StudyError> {
+        self.notices.read().expect("notices lock").clone()
     }
 }
 

@@ -321,10 +321,13 @@ pub fn run_ingest(
         );
         pb.set_prefix("ingest");
         if studies_resumed > 0 {
-            pb.println(format!(
-                "resuming: {studies_resumed} studies already in {} finished shard(s) are skipped",
-                previous.len()
-            ));
+            parallel_load::print_line(
+                &pb,
+                &format!(
+                    "resuming: {studies_resumed} studies already in {} finished shard(s) are skipped",
+                    previous.len()
+                ),
+            );
         }
         pb
     } else {
@@ -347,7 +350,7 @@ pub fn run_ingest(
         writer,
         facts.raters.len(),
         options.strict,
-        &progress,
+        options.progress.then_some(&progress),
     )?;
     progress.finish_and_clear();
 

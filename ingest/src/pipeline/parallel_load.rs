@@ -24,6 +24,13 @@ use crate::study::{SourceFormat, StudyError, StudyInput, StudyOutput};
 /// dataset with thousands of bad files would otherwise bury the summary).
 pub const PRINTED_REJECTS: usize = 20;
 
+/// Prints `line` on stderr above the progress bar. Not `ProgressBar::println`: that prints
+/// nothing while the bar is hidden, and indicatif hides it whenever stderr is not a
+/// terminal (a log file, a CI job), which dropped every `rejected ...` line there.
+pub(crate) fn print_line(progress: &ProgressBar, line: &str) {
+    progress.suspend(|| eprintln!("{line}"));
+}
+
 enum Message<'a> {
     Loaded(&'a StudyInput, StudyOutput),
     Failed(&'a StudyInput, StudyError),
@@ -38,7 +45,8 @@ pub struct LoadResult {
     pub rejects: Vec<RejectRecord>,
 }
 
-/// Loads `todo` with `format` on `pool` and writes the rows with `writer`.
+/// Loads `todo` with `format` on `pool` and writes the rows with `writer`; `progress`
+/// (None = quiet) counts studies and prints the first rejects.
 pub fn load_and_write(
     format: &dyn SourceFormat,
     todo: &[StudyInput],
@@ -46,7 +54,7 @@ pub fn load_and_write(
     writer: ShardWriter,
     n_raters: usize,
     strict: bool,
-    progress: &ProgressBar,
+    progress: Option<&ProgressBar>,
 ) -> Result<LoadResult, IngestError> {
     let (tx, rx) = bounded::<Message>(2 * pool.current_num_threads().max(1));
     let cancel = AtomicBool::new(false);
@@ -80,7 +88,7 @@ fn write_all(
     mut writer: ShardWriter,
     n_raters: usize,
     strict: bool,
-    progress: &ProgressBar,
+    progress: Option<&ProgressBar>,
     cancel: &AtomicBool,
 ) -> Result<LoadResult, IngestError> {
     let stop = |e: IngestError| {
@@ -91,11 +99,14 @@ fn write_all(
     for message in rx.iter() {
         let (study, error) = match message {
             Message::Done => {
-                if rejects.len() > PRINTED_REJECTS {
-                    progress.println(format!(
+                if let Some(bar) = progress.filter(|_| rejects.len() > PRINTED_REJECTS) {
+                    print_line(
+                        bar,
+                        &format!(
                         "... and {} more rejected studies (every one is listed in rejects.parquet)",
-                        rejects.len() - PRINTED_REJECTS
-                    ));
+                            rejects.len() - PRINTED_REJECTS
+                        ),
+                    );
                 }
                 let shards = writer.finish().map_err(|e| stop(e.into()))?;
                 return Ok(LoadResult { shards, rejects });
@@ -103,7 +114,7 @@ fn write_all(
             Message::Loaded(study, out) => match check_output(study, &out, n_raters) {
                 Ok(()) => {
                     writer.add_study(study, &out).map_err(|e| stop(e.into()))?;
-                    progress.inc(1);
+                    progress.inspect(|bar| bar.inc(1));
                     continue;
                 }
                 Err(e) => (study, e),
@@ -116,10 +127,12 @@ fn write_all(
                 source: error,
             }));
         }
-        if rejects.len() < PRINTED_REJECTS {
-            progress.println(format!("rejected {}: {error}", study.study_id));
+        if let Some(bar) = progress {
+            if rejects.len() < PRINTED_REJECTS {
+                print_line(bar, &format!("rejected {}: {error}", study.study_id));
+            }
+            bar.inc(1);
         }
-        progress.inc(1);
         rejects.push(RejectRecord {
             study_id: study.study_id.clone(),
             file: error.file.display().to_string(),
