@@ -228,6 +228,7 @@ pub fn list_volumes(dir: &Path) -> Result<Vec<SavedVolume>, PredictionsError> {
                 match numbered(&name, "rater_") {
                     None => {}
                     Some(Ok(k)) if k >= 1 => {
+                        crate::predictions::check_rater_number(&p, k)?;
                         if raters.len() < k {
                             raters.resize(k, None);
                         }
