@@ -51,7 +51,12 @@ run_one() {
     echo "fuzz: $t for ${secs}s" >&2
     # Inside fuzz/: cargo fuzz finds its crate there; corpus dirs are relative to it.
     # Each crash/timeout/OOM is written to artifacts/ and ends the run (exit code != 0).
-    (cd fuzz && $NICE cargo fuzz run --sanitizer none -a -O "$t" "corpus/$t" "seeds/$t" -- \
+    # Address space capped at 1.2 GB: a parser's fallible reservation of a size a file
+    # merely claims (dicom-parser's try_reserve_exact of an element's declared length) then
+    # fails into its clean error, as it would on a machine short of memory, instead of
+    # zero-filling gigabytes; an infallible allocation that large still aborts (a finding).
+    # A claim that fits under the cap but zero-fills past -rss_limit_mb is an OOM finding.
+    (ulimit -v 1228800; cd fuzz && $NICE cargo fuzz run --sanitizer none -a -O "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=1024 \
         -max_len="${MAX_LEN[$t]}" -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/")

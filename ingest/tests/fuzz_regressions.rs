@@ -1,0 +1,62 @@
+//! Inputs the fuzzer (fuzz/, target `dicom_series`) turned up, fed through the real
+//! readers: each must give a clean error naming the file, never a panic or a runaway
+//! allocation. The files are the fuzzer's minimised artifacts (tests/fuzz_regressions/).
+use std::path::{Path, PathBuf};
+
+use ingest::lidc::{read_dicom_pixels, read_series};
+
+fn artifact(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions")
+        .join(name)
+}
+
+/// Every way ingest reads one slice file: the series header pass, then the slice's samples
+/// (what a nodule's crop decodes), and the single-image reader. Returns the errors.
+fn read_all_ways(path: &Path) -> Vec<String> {
+    let mut errors = Vec::new();
+    match read_series(&[path.to_path_buf()]) {
+        Err(e) => errors.push(e.to_string()),
+        Ok(series) => {
+            for k in 0..series.slices.len() {
+                if let Err(e) = series.slice_samples(k) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+    }
+    if let Err(e) = read_dicom_pixels(path) {
+        errors.push(e.to_string());
+    }
+    errors
+}
+
+/// An RLE Lossless fragment whose segment offsets point past its end: the decoder of
+/// dicom-transfer-syntax-registry panicked (`range end index 4194316 out of range for slice
+/// of length 208`).
+#[test]
+fn rle_segment_offsets_past_the_fragment_are_refused() {
+    let path = artifact("rle_segment_offsets.dcm");
+    let errors = read_all_ways(&path);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.contains("rle_segment_offsets.dcm") && e.contains("corrupt RLE Lossless pixel data"),
+            "{e}"
+        );
+    }
+}
+
+/// The 194-byte minimised form of the same input: an RLE header with fewer segments than
+/// the samples need, which made the decoder allocate (and zero) the 2.3 GB its header
+/// claims before refusing it.
+#[test]
+fn rle_with_too_few_segments_is_refused_before_allocating() {
+    let path = artifact("rle_bad_header.dcm");
+    let errors = read_all_ways(&path);
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(e.contains("rle_bad_header.dcm"), "{e}");
+    }
+    println!("{errors:#?}");
+}
