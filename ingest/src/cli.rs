@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::lidc::{LidcFormat, LidcParams};
+use crate::lidc_pickle::{LidcPickleFormat, LidcPickleParams, SplitUnit};
 use crate::nifti::{CropMode, NiftiFormat, NiftiParams};
 use crate::pipeline::{self, IngestOptions, DEFAULT_SHARD_ROWS};
 use crate::study::SourceFormat;
@@ -81,6 +82,30 @@ pub enum IngestFormat {
         #[arg(long, default_value_t = NiftiParams::default().empty_slice_seed)]
         empty_slice_seed: u64,
     },
+    /// A preprocessed LIDC pickle FILE of 2D crops (MedicalMatting's lidc_attributes.pkl
+    /// or the Prob. U-Net port's data_lidc.pickle), read without executing it.
+    ///
+    /// Folds are the authors' exactly (numpy's seed 1337 shuffle, sklearn KFold(4)), not
+    /// the patient-level draw: --folds, --split-seed, --val-fraction and --test-fraction do
+    /// not apply and are refused when set to anything but their defaults. Fold 0 is the
+    /// `test` split, folds 1-3 `train` (no `val`: the authors validate on the test fold),
+    /// so a run without --fold uses the authors' fold 0.
+    LidcPickle {
+        #[command(flatten)]
+        common: IngestCommon,
+        /// Shuffle items (`image`, the paper's numbers) or patients (`patient`) into folds.
+        #[arg(long, value_enum, default_value_t = SplitProtocolArg::Image)]
+        split_protocol: SplitProtocolArg,
+    },
+}
+
+/// `--split-protocol` values of `ingest lidc-pickle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitProtocolArg {
+    /// Shuffle the items (images) and cut them into 4 folds: what the paper's numbers used.
+    Image,
+    /// Shuffle the patients (series_uid before the first `_`): the authors' later fix.
+    Patient,
 }
 
 /// `--crop-mode` values.
@@ -240,7 +265,43 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
             };
             ingest_with(&NiftiFormat::new(params), &common)
         }
+        IngestFormat::LidcPickle {
+            common,
+            split_protocol,
+        } => {
+            refuse_split_flags(&common)?;
+            let params = LidcPickleParams {
+                split: match split_protocol {
+                    SplitProtocolArg::Image => SplitUnit::Image,
+                    SplitProtocolArg::Patient => SplitUnit::Patient,
+                },
+                crop_size: common.crop_size,
+            };
+            ingest_with(&LidcPickleFormat::new(params), &common)
+        }
     }
+}
+
+/// The pickle's folds are the authors' protocol; the seeded patient-level flags would be
+/// silently ignored, so anything but their defaults is refused.
+fn refuse_split_flags(common: &IngestCommon) -> anyhow::Result<()> {
+    let d = IngestOptions::default();
+    let set: Vec<&str> = [
+        (common.folds != d.folds, "--folds"),
+        (common.split_seed != d.split_seed, "--split-seed"),
+        (common.val_fraction != d.val_fraction, "--val-fraction"),
+        (common.test_fraction != d.test_fraction, "--test-fraction"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    anyhow::ensure!(
+        set.is_empty(),
+        "{} do(es) not apply to lidc-pickle: its folds are the authors' (4 folds, numpy seed \
+         1337, fold 0 = test); choose image or patient folds with --split-protocol",
+        set.join(", ")
+    );
+    Ok(())
 }
 
 fn ingest_with(format: &dyn SourceFormat, common: &IngestCommon) -> anyhow::Result<()> {

@@ -158,7 +158,7 @@ impl fmt::Display for IngestSummary {
 /// Why an ingest run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("input folder {0} does not exist or is not a folder")]
+    #[error("input {0} does not exist (a folder, or the file of a one-file format)")]
     MissingInput(PathBuf),
     #[error("no studies found in {0}; is it the right folder (for synthetic data run `dpersona synth` first)?")]
     NoStudies(PathBuf),
@@ -236,7 +236,8 @@ pub fn run_ingest(
     options: &IngestOptions,
 ) -> Result<IngestSummary, IngestError> {
     check_options(options)?;
-    if !raw.is_dir() {
+    // A folder for most formats, one file for the pickle; the format says which it needs.
+    if !raw.is_dir() && !raw.is_file() {
         return Err(IngestError::MissingInput(raw.to_path_buf()));
     }
     // One pool for discovery (a format may parallelise it) and loading, sized by --threads.
