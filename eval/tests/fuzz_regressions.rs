@@ -77,3 +77,18 @@ fn png_claiming_more_pixels_than_its_bytes_is_refused() {
         "{err}"
     );
 }
+
+/// The same inconsistent NIfTI as ingest's regression (float32 datatype, bitpix 8) as a
+/// prediction volume: the nifti crate panicked converting it.
+#[test]
+fn nifti_bitpix_disagreeing_with_datatype_is_refused() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions/nifti_float32_bitpix8.nii");
+    let err = eval::prediction_volumes::read_probability_volume(&src, 2, 2, 2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nifti_float32_bitpix8.nii") && err.contains("voxel data is 8 bytes"),
+        "{err}"
+    );
+}

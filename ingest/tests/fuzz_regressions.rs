@@ -47,10 +47,14 @@ fn rle_segment_offsets_past_the_fragment_are_refused() {
     }
 }
 
-/// The 194-byte minimised form of the same input: an RLE header with fewer segments than
-/// the samples need, which made the decoder allocate (and zero) the 2.3 GB its header
-/// claims before refusing it.
+/// The 194-byte minimised form of the same input (libFuzzer's tmin drifted to another
+/// fault): a file meta element claiming 2.3 GB in a 194-byte file.
+///
+/// Ignored: the file is refused cleanly, but only after dicom-object has allocated and
+/// zeroed a file-meta element's claimed length (2.3 GB, 16 s): an open finding (README,
+/// "Fuzzing"); run it with `--ignored` once dicom reading bounds claimed lengths.
 #[test]
+#[ignore = "open: dicom-object allocates a meta element's claimed 2.3 GB before reading it"]
 fn rle_with_too_few_segments_is_refused_before_allocating() {
     let path = artifact("rle_bad_header.dcm");
     let errors = read_all_ways(&path);
@@ -59,4 +63,21 @@ fn rle_with_too_few_segments_is_refused_before_allocating() {
         assert!(e.contains("rle_bad_header.dcm"), "{e}");
     }
     println!("{errors:#?}");
+}
+
+/// A float32 NIfTI (written by nibabel) whose header says bitpix 8, the inconsistency the
+/// fuzzer (target `nifti_volume`) found: the nifti crate read 1 byte per voxel and then
+/// panicked (`Inconsistent raw data size`) converting them as float32.
+#[test]
+fn nifti_bitpix_disagreeing_with_datatype_is_refused() {
+    let path = artifact("nifti_float32_bitpix8.nii");
+    let err = ingest::nifti::volume::read_volume(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nifti_float32_bitpix8.nii")
+            && err
+                .contains("voxel data is 8 bytes, but dim [2, 2, 2] of datatype Float32 needs 32"),
+        "{err}"
+    );
 }
