@@ -167,5 +167,16 @@ put("predictions_folder", "nifti_volumes.bin", pack([
     ("S1/T0/image.nii", nib.Nifti1Image(vol * 100, aff).to_bytes()),
 ]))
 
+# ---- LIDC pickle (restricted unpickler) ---------------------------------------------------
+import pickle  # noqa: E402
+
+items = {f"LIDC-IDRI-0001_slice{k}": {"image": (rng.random((8, 8)) * 255).astype(np.uint8),
+                                      "masks": [(rng.random((8, 8)) > 0.5).astype(np.uint8) for _ in range(4)],
+                                      "pixel_spacing": 0.7} for k in range(2)}
+for proto in (2, 4, 5):
+    put("lidc_pickle", f"items_proto{proto}.pkl", pickle.dumps(items, protocol=proto))
+put("lidc_pickle", "float_fortran.pkl",
+    pickle.dumps({"a": np.asfortranarray(rng.random((3, 4)).astype(">f4"))}, protocol=2))
+
 total = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file())
 print(f"seeds: {sum(1 for p in ROOT.rglob('*') if p.is_file())} files, {total} bytes under {ROOT}")
