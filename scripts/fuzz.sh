@@ -56,7 +56,7 @@ run_one() {
     # fails into its clean error, as it would on a machine short of memory, instead of
     # zero-filling gigabytes; an infallible allocation that large still aborts (a finding).
     # A claim that fits under the cap but zero-fills past -rss_limit_mb is an OOM finding.
-    (ulimit -v 1228800; cd fuzz && $NICE cargo fuzz run --sanitizer none -a -O "$t" "corpus/$t" "seeds/$t" -- \
+    (ulimit -v "${FUZZ_AS_KB:-1228800}"; cd fuzz && $NICE cargo fuzz run --sanitizer none -a -O "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=1024 \
         -max_len="${MAX_LEN[$t]}" -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/")

@@ -81,3 +81,23 @@ fn nifti_bitpix_disagreeing_with_datatype_is_refused() {
         "{err}"
     );
 }
+
+/// Two slices (the fuzz input's `--DPERSONA-SLICE--` separator) of which the first has a
+/// string element claiming 1.8 GB: dicom-parser's `read_value_strs` allocates the claim
+/// infallibly (`resize_with`), so on a machine (or address-space cap) without 1.8 GB free
+/// the process aborts. Open, like the test above.
+#[test]
+#[ignore = "open: dicom-parser allocates a string element's claimed 1.8 GB infallibly"]
+fn string_element_claiming_more_than_the_file_is_refused() {
+    let bytes = std::fs::read(artifact("string_claims_1_8gb.bin")).unwrap();
+    let sep = b"--DPERSONA-SLICE--";
+    let at = bytes.windows(sep.len()).position(|w| w == sep).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slice.dcm");
+    std::fs::write(&path, &bytes[..at]).unwrap();
+    let errors = read_all_ways(&path);
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(e.contains("slice.dcm"), "{e}");
+    }
+}
