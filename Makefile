@@ -27,7 +27,7 @@ export VIRTUAL_ENV := $(VENV)
 export DPERSONA_PYTHON := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: setup demo test bench compare fmt clippy
+.PHONY: setup demo test bench compare fmt clippy fuzz
 
 # No prerequisite on requirements.txt: its content is in the stamp's name, while its mtime is
 # the clone's time in every fresh clone (which made each CI run re-check every package).
@@ -60,6 +60,12 @@ compare: setup
 bench: setup
 	$(CARGO) build --release -p dpersona -p torch_commands
 	@bash bench/run.sh
+
+# Coverage-guided fuzzing of the readers of untrusted files (not part of `make test` or CI):
+# FUZZ_SECONDS per target; one target: scripts/fuzz.sh TARGET SECONDS. See README, "Fuzzing".
+FUZZ_SECONDS ?= 120
+fuzz:
+	@bash scripts/fuzz.sh all $(FUZZ_SECONDS)
 
 fmt:
 	$(CARGO) fmt --all

@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use ndarray::{Array3, ShapeBuilder};
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiVolume, ReaderOptions};
 use schemas::manifest::Manifest;
 
 use crate::prediction_error::{invalid, PredictionsError};
@@ -215,6 +215,17 @@ pub fn read_volume(
                 "has shape {shape:?} (x, y, z), expected ({width}, {height}, {depth}): x = crop \
                  width, y = crop height, z = the target's {depth} slices in the manifest"
             ),
+        ));
+    }
+    // The nifti crate `expect`s the voxel bytes to be dims x datatype size and panicked on a
+    // header whose bitpix disagrees with its datatype (found by fuzzing, nifti_volume).
+    let t = obj.volume().data_type();
+    let want = shape.iter().try_fold(t.size_of(), |n, &d| n.checked_mul(d));
+    let got = obj.volume().raw_data().len();
+    if want != Some(got) {
+        return Err(invalid(
+            path,
+            format!("voxel data is {got} bytes, but shape {shape:?} of datatype {t:?} needs more or less (bitpix or dim inconsistent with the datatype)"),
         ));
     }
     let arr = obj

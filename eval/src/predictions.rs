@@ -304,6 +304,23 @@ pub(crate) fn list_dir(path: &Path) -> Result<Vec<(String, PathBuf)>, Prediction
     Ok(out)
 }
 
+/// Highest rater number a file may carry (`rater_<k>.png`, `rater_<k>.nii.gz`): the
+/// listing holds one slot per number up to the highest (a missing rater has no file), so
+/// the number in a name must not size it unchecked (`rater_99999999999999999.png` aborted
+/// on a 2.4e18-byte allocation). Far above any multi-rater dataset's rater count.
+pub const MAX_RATER_NUMBER: usize = 1024;
+
+/// Refuses a rater number above [`MAX_RATER_NUMBER`], naming the file.
+pub(crate) fn check_rater_number(path: &Path, k: usize) -> Result<(), PredictionsError> {
+    if k > MAX_RATER_NUMBER {
+        return Err(invalid(
+            path,
+            format!("rater number {k} is above the {MAX_RATER_NUMBER} this reader accepts"),
+        ));
+    }
+    Ok(())
+}
+
 /// One slice folder found on disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedSlice {
@@ -363,6 +380,9 @@ pub fn list_slices(dir: &Path) -> Result<Vec<SavedSlice>, PredictionsError> {
                     ));
                 }
                 let rater_files = numbered("rater_")?;
+                for (k, fp) in &rater_files {
+                    check_rater_number(fp, *k)?;
+                }
                 let r = rater_files.iter().map(|(k, _)| *k).max().unwrap_or(0);
                 let mut raters = vec![None; r];
                 for (k, fp) in rater_files {
@@ -895,6 +915,7 @@ pub fn list_volumes(dir: &Path) -> Result<Vec<SavedVolume>, PredictionsError> {
                 match numbered(&name, "rater_") {
                     None => {}
                     Some(Ok(k)) if k >= 1 => {
+                        check_rater_number(&p, k)?;
                         if raters.len() < k {
                             raters.resize(k, None);
                         }

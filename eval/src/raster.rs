@@ -270,6 +270,10 @@ pub struct GreyImage {
     pub values: Vec<f32>,
 }
 
+/// Most bytes deflate (the PNG pixel stream) produces per input byte: a 258-byte match
+/// coded in as little as ~2 bits (about 1032:1, RFC 1951).
+const MAX_INFLATE_RATIO: usize = 1032;
+
 /// Reads a greyscale PNG (1-16 bit; palette and RGB images are refused: a probability map
 /// must have one channel).
 pub fn read_grey_png(path: &Path) -> Result<GreyImage, RasterError> {
@@ -281,6 +285,7 @@ pub fn read_grey_png(path: &Path) -> Result<GreyImage, RasterError> {
         path: path.to_path_buf(),
         reason,
     };
+    let file_len = bytes.len();
     let mut dec = png::Decoder::new(BufReader::new(Cursor::new(bytes)));
     dec.set_transformations(png::Transformations::EXPAND);
     let mut reader = dec.read_info().map_err(|e| bad(e.to_string()))?;
@@ -293,6 +298,19 @@ pub fn read_grey_png(path: &Path) -> Result<GreyImage, RasterError> {
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| bad("image too large".into()))?;
+    // The header's size is only a claim: the pixels come from the file's deflate stream,
+    // which cannot expand a byte into more than MAX_INFLATE_RATIO bytes (x8 when 1-bit grey
+    // is expanded to 8 bits). Refusing larger claims keeps a 100-byte file from allocating
+    // a terabyte (found by fuzzing, fuzz/ target `predictions_folder`).
+    let most = file_len
+        .saturating_mul(MAX_INFLATE_RATIO * 8)
+        .saturating_add(1 << 16);
+    if size > most {
+        let (w, h) = (reader.info().width, reader.info().height);
+        return Err(bad(format!(
+            "header claims {w}x{h} pixels, more than a {file_len}-byte PNG can hold"
+        )));
+    }
     let mut buf = vec![0u8; size];
     let info = reader
         .next_frame(&mut buf)

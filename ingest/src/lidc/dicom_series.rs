@@ -141,6 +141,7 @@ fn decode(obj: &DefaultDicomObject, path: &Path) -> Result<DicomPixels, StudyErr
         return Err(err(path, "no pixel data (7FE0,0010)"));
     }
     check_transfer_syntax(obj, path)?;
+    super::rle_check::check_rle_fragments(obj, path)?;
     let px = obj
         .decode_pixel_data()
         .map_err(|e| err(path, format!("cannot decode pixel data: {e}")))?;
@@ -540,6 +541,7 @@ impl CtSeries {
             return Err(err(&s.path, "no pixel data (7FE0,0010)"));
         }
         check_transfer_syntax(&obj, &s.path)?;
+        super::rle_check::check_rle_fragments(&obj, &s.path)?;
         let px = obj
             .decode_pixel_data()
             .map_err(|e| err(&s.path, format!("cannot decode pixel data: {e}")))?;

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod contour;
 pub mod dicom_series;
 pub mod format;
+pub mod rle_check;
 pub mod xml;
 
 pub use dicom_series::{read_dicom_pixels, read_series, CtSeries, DicomPixels};

@@ -52,6 +52,7 @@ pub fn read_volume(path: &Path) -> Result<Volume, StudyError> {
     })?;
     let header = obj.header().clone();
     let dims: Vec<usize> = obj.volume().dim().iter().map(|&d| d as usize).collect();
+    check_raw_size(obj.volume(), &dims).map_err(|reason| StudyError::new(path, reason))?;
     let arr = obj
         .into_volume()
         .into_ndarray::<f64>()
@@ -66,6 +67,23 @@ pub fn read_volume(path: &Path) -> Result<Volume, StudyError> {
         affine,
         pixdim,
     })
+}
+
+/// The voxel bytes the `nifti` crate read must be exactly `dims x datatype size`: its
+/// conversion to an array `expect`s that and panicked on a header whose bitpix disagrees
+/// with its datatype (found by fuzzing, fuzz/ target `nifti_volume`).
+fn check_raw_size(v: &::nifti::InMemNiftiVolume, dims: &[usize]) -> Result<(), String> {
+    let t = v.data_type();
+    let want = dims.iter().try_fold(t.size_of(), |n, &d| n.checked_mul(d));
+    let got = v.raw_data().len();
+    if want != Some(got) {
+        return Err(format!(
+            "voxel data is {got} bytes, but dim {dims:?} of datatype {t:?} needs {} \
+             (bitpix or dim inconsistent with the datatype)",
+            want.map_or("more than memory holds".to_string(), |w| w.to_string())
+        ));
+    }
+    Ok(())
 }
 
 /// True when the file's first 4 bytes (after gunzip for `.gz`) are the NIfTI-2 header
