@@ -3,17 +3,28 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::claims::{check_claims, render_claims};
 use crate::curves::training_curves;
 use crate::figures::{one_prediction_per_rater, personalised_figure, samples_figure};
-use crate::report_table::{build_table, render_markdown, render_text};
+use crate::report_table::{build_table_grouped, render_markdown, render_text, Grouping};
 use crate::results_frame::read_results;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// Metric frame written by `dpersona eval` (results.parquet). Rows: one per evaluation
-    /// (method, stage, #N samples or bank M); cells: mean ± population std over fold means,
-    /// or over units when the evaluation has one fold.
+    /// (run, method, stage, #N samples or bank M); cells: `mean [lo, hi]`, the mean over
+    /// fold means (or over units with one fold) and its 95% bootstrap interval over units.
     pub results: PathBuf,
+    /// One row per (method, stage, #N, M) over all runs: each run (and each seed within a
+    /// run) is one seed of the row, whose cell shows the seed-to-seed std as `±s`. For one
+    /// run folder per seed.
+    #[arg(long)]
+    pub by_method: bool,
+    /// Test the paper's claims on the frame: for each, the two rows, the paired difference
+    /// over the same units with its 95% bootstrap interval, the Wilcoxon p, and `holds`,
+    /// `does not hold` or `undecided` (runs and seeds of a row pooled per unit).
+    #[arg(long)]
+    pub claims: bool,
     /// Print a Markdown table instead of aligned plain text.
     #[arg(long)]
     pub markdown: bool,
@@ -44,7 +55,12 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
     if rows.is_empty() {
         anyhow::bail!("{}: holds no metric rows", args.results.display());
     }
-    let table = build_table(&rows);
+    let grouping = if args.by_method {
+        Grouping::ByMethod
+    } else {
+        Grouping::ByRun
+    };
+    let table = build_table_grouped(&rows, grouping);
     if args.markdown {
         print!("{}", render_markdown(&table));
     } else {
@@ -58,6 +74,10 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
         conv.unit.as_str(),
         conv.seed
     );
+    if args.claims {
+        println!();
+        print!("{}", render_claims(&check_claims(&rows)));
+    }
     if (!args.runs.is_empty() || !args.predictions.is_empty()) && args.figures.is_none() {
         anyhow::bail!("--run and --predictions draw figures: give --figures DIR as well");
     }

@@ -19,8 +19,11 @@
 //! - [`figures`]: the paper's sample and personalisation figures (image panels).
 //! - [`curves`]: training curves with axes, ticks and legends (plotters).
 //! - [`report_table`]: the paper's Table 1/2 layout from a metric frame.
+//! - [`stats`]: bootstrap intervals over units, paired differences, Wilcoxon signed-rank.
+//! - [`claims`]: the paper's claims tested on a metric frame (`report --claims`).
 //! - [`cli`]: `dpersona report`.
 pub mod bitmask;
+pub mod claims;
 pub mod cli;
 pub mod curves;
 pub mod figures;
@@ -33,5 +36,6 @@ pub mod raster;
 pub mod report_table;
 pub mod results_frame;
 pub mod slice_positions;
+pub mod stats;
 pub mod typeface;
 pub mod unit_metrics;

@@ -1,7 +1,13 @@
 //! The paper's Table 1/2 layout from a metric frame: one row per evaluation (method, stage,
 //! samples #N or bank M), columns GED, Dice_soft, Dice_max, Dice_match, Dice_A1..A_R,
-//! Dice_mean; each cell mean ± population std over fold means (several folds) or over units
-//! (one fold). GED is shown as a fraction, Dice values in percent, as in the paper.
+//! Dice_mean; each cell `mean [lo, hi]`: the mean over fold means (several folds) or over
+//! units (one fold) and its 95% percentile bootstrap interval over units
+//! ([`crate::stats`]); `±s` after it where the row pools several seeds (the population std
+//! of the seed means). GED is shown as a fraction, Dice values in percent, as in the paper.
+//!
+//! Rows are keyed by run by default (as before intervals existed). [`Grouping::ByMethod`]
+//! pools the runs of one (method, stage, #N, M, outputs), each (run, seed) one replicate:
+//! the layout for one run folder per seed.
 //!
 //! Per-rater columns: rows whose predictions correspond to raters one-to-one (N = R, the
 //! personalised heads of Stage II and one-stage personalised methods) show the IDENTITY
@@ -14,6 +20,68 @@ use schemas::metrics::MetricRecord;
 
 use crate::metric_rows::names;
 use crate::results_frame::summarise;
+
+/// How rows are keyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Grouping {
+    /// One row per (run, method, stage, #N, M, outputs); several `seed` values within a
+    /// run are replicates of that row.
+    #[default]
+    ByRun,
+    /// One row per (method, stage, #N, M, outputs) over all runs; every (run, seed) is a
+    /// replicate ("seed") of the row.
+    ByMethod,
+}
+
+/// Label of the pooled run in [`Grouping::ByMethod`] rows.
+pub const ALL_RUNS: &str = "(all runs)";
+
+/// One cell: the summary row's numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cell {
+    pub mean: f64,
+    /// Population std over fold means (several folds) or over values (one fold).
+    pub std: f64,
+    /// 95% bootstrap interval over units.
+    pub ci: Option<(f64, f64)>,
+    pub n_units: u32,
+    pub seeds: u32,
+    /// Population std of the per-seed means (several seeds).
+    pub seed_std: Option<f64>,
+}
+
+impl Cell {
+    fn of(s: &schemas::metrics::SummaryRecord) -> Self {
+        Cell {
+            mean: s.mean,
+            std: s.std,
+            ci: s.ci_lo.zip(s.ci_hi),
+            n_units: s.n_units.unwrap_or(0),
+            seeds: s.seeds.unwrap_or(1),
+            seed_std: s.seed_std,
+        }
+    }
+}
+
+/// The records with runs pooled as [`Grouping::ByMethod`] wants them: `run` set to
+/// [`ALL_RUNS`] and `seed` replaced by the index of the record's (run, seed) pair, so that
+/// the summary treats every run of a method as one more seed.
+pub fn pool_runs(records: &[MetricRecord]) -> Vec<MetricRecord> {
+    let pairs: BTreeSet<(&str, u64)> = records.iter().map(|r| (r.run.as_str(), r.seed)).collect();
+    let index: BTreeMap<(&str, u64), u64> = pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, i as u64))
+        .collect();
+    records
+        .iter()
+        .map(|r| MetricRecord {
+            run: ALL_RUNS.to_string(),
+            seed: index[&(r.run.as_str(), r.seed)],
+            ..r.clone()
+        })
+        .collect()
+}
 
 /// Which per-rater Dice a row shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +103,8 @@ pub struct TableRow {
     /// Folds averaged (1 = the spread is over units).
     pub folds: u32,
     pub per_rater: PerRater,
-    /// `[4 + R + 1]` cells (mean, std) in column order; None where the frame has no value.
-    pub cells: Vec<Option<(f64, f64)>>,
+    /// `[4 + R + 1]` cells in column order; None where the frame has no value.
+    pub cells: Vec<Option<Cell>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,8 +115,21 @@ pub struct ReportTable {
     pub raters: usize,
 }
 
-/// Builds the table from the rows of a results file.
+/// Builds the table from the rows of a results file, one row per run (and evaluation).
 pub fn build_table(records: &[MetricRecord]) -> ReportTable {
+    build_table_grouped(records, Grouping::ByRun)
+}
+
+/// Builds the table with the rows keyed as `grouping` says.
+pub fn build_table_grouped(records: &[MetricRecord], grouping: Grouping) -> ReportTable {
+    let pooled;
+    let records = match grouping {
+        Grouping::ByRun => records,
+        Grouping::ByMethod => {
+            pooled = pool_runs(records);
+            &pooled
+        }
+    };
     let raters = records
         .iter()
         .filter_map(|r| {
@@ -63,8 +144,8 @@ pub fn build_table(records: &[MetricRecord]) -> ReportTable {
     type Key = (String, String, u8, u32, u32, u32);
     // per key: fold-level (mean,std,count) by metric, and across-fold by metric
     let mut folds: BTreeMap<Key, BTreeSet<u32>> = BTreeMap::new();
-    let mut per_fold: BTreeMap<(Key, String), (f64, f64)> = BTreeMap::new();
-    let mut across: BTreeMap<(Key, String), (f64, f64)> = BTreeMap::new();
+    let mut per_fold: BTreeMap<(Key, String), Cell> = BTreeMap::new();
+    let mut across: BTreeMap<(Key, String), Cell> = BTreeMap::new();
     for s in &summary {
         let key = (
             s.run.clone(),
@@ -77,10 +158,10 @@ pub fn build_table(records: &[MetricRecord]) -> ReportTable {
         match s.fold {
             Some(f) => {
                 folds.entry(key.clone()).or_default().insert(f);
-                per_fold.insert((key, s.metric.clone()), (s.mean, s.std));
+                per_fold.insert((key, s.metric.clone()), Cell::of(s));
             }
             None => {
-                across.insert((key, s.metric.clone()), (s.mean, s.std));
+                across.insert((key, s.metric.clone()), Cell::of(s));
             }
         }
     }
@@ -100,7 +181,7 @@ pub fn build_table(records: &[MetricRecord]) -> ReportTable {
     let mut rows = Vec::new();
     for (key, fs) in &folds {
         let nfolds = fs.len() as u32;
-        let cell = |metric: &str| -> Option<(f64, f64)> {
+        let cell = |metric: &str| -> Option<Cell> {
             let k = (key.clone(), metric.to_string());
             if nfolds > 1 {
                 across.get(&k).copied()
@@ -172,18 +253,26 @@ pub fn build_table(records: &[MetricRecord]) -> ReportTable {
     }
 }
 
-/// Formats one cell: GED as a fraction (4 decimals), Dice in percent (2 decimals).
-pub fn format_cell(column: usize, cell: Option<(f64, f64)>, matched: bool) -> String {
-    match cell {
-        None => "N/A".into(),
-        Some((m, s)) if column == 0 => format!("{m:.4} ± {s:.4}"),
-        Some((m, s)) => format!(
-            "{:.2} ± {:.2}{}",
-            m * 100.0,
-            s * 100.0,
-            if matched { "*" } else { "" }
-        ),
+/// Formats one cell: GED as a fraction (4 decimals), Dice in percent (2 decimals):
+/// `mean [lo, hi]`, then ` ±s` (the seed-to-seed std) where the row pools several seeds, and
+/// `*` for matched per-rater Dice. A cell without an interval (no units) shows `mean ± std`.
+pub fn format_cell(column: usize, cell: Option<&Cell>, matched: bool) -> String {
+    let Some(c) = cell else {
+        return "N/A".into();
+    };
+    let (scale, digits) = if column == 0 { (1.0, 4) } else { (100.0, 2) };
+    let f = |v: f64| format!("{:.digits$}", v * scale);
+    let mut out = match c.ci {
+        Some((lo, hi)) => format!("{} [{}, {}]", f(c.mean), f(lo), f(hi)),
+        None => format!("{} ± {}", f(c.mean), f(c.std)),
+    };
+    if let Some(s) = c.seed_std {
+        out += &format!(" ±{}", f(s));
     }
+    if matched && column > 0 {
+        out += "*";
+    }
+    out
 }
 
 fn cells_of(table: &ReportTable, row: &TableRow) -> Vec<String> {
@@ -194,7 +283,7 @@ fn cells_of(table: &ReportTable, row: &TableRow) -> Vec<String> {
         .map(|(c, cell)| {
             format_cell(
                 c,
-                *cell,
+                cell.as_ref(),
                 c >= first_rater && row.per_rater == PerRater::Matched && c < table.columns.len(),
             )
         })
@@ -203,17 +292,30 @@ fn cells_of(table: &ReportTable, row: &TableRow) -> Vec<String> {
 
 fn footnotes(table: &ReportTable) -> Vec<String> {
     let spread = if table.rows.iter().any(|r| r.folds > 1) {
-        "mean ± population std over fold means (rows with one fold: over units)"
+        "mean over fold means (rows with one fold: over units) [95% percentile bootstrap interval: \
+         units resampled within each fold, B = 2000]"
     } else {
-        "mean ± population std over units (one fold)"
+        "mean over units [95% percentile bootstrap interval over units, B = 2000]"
     };
-    vec![
+    let mut notes = vec![
         format!("Cells: {spread}. GED as a fraction (lower is better); Dice in % (higher is better)."),
         "Dice_max: mean over raters of each rater's best prediction (paper Fig. 3). Dice_match: one-to-one Hungarian assignment.".into(),
         "Dice_A1..A4, Dice_mean: identity (prediction k vs rater k) where the method outputs one map per rater; \
          values marked * are the Hungarian-matched per-rater Dice (sample-based rows), as the authors' code computes."
             .into(),
-    ]
+    ];
+    if table
+        .rows
+        .iter()
+        .any(|r| r.cells.iter().flatten().any(|c| c.seed_std.is_some()))
+    {
+        notes.push(
+            "±s after an interval: population std of the per-seed means (the row pools several seeds; \
+             its mean is the mean of the seed means, its interval resamples units averaged over seeds)."
+                .into(),
+        );
+    }
+    notes
 }
 
 /// Plain-text table with aligned columns.

@@ -174,12 +174,52 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// Where a unit sits, for pairing the rows of two methods: the shard's slice index where
+/// the frame has it (slice units of version-2 frames), else the unit's index in the split.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UnitPosition {
+    Slice(i32),
+    Index(u32),
+}
+
+/// One unit of an evaluated split: the same key in two methods' rows is the same image.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnitKey {
+    pub fold: u32,
+    pub study_id: String,
+    pub target_id: String,
+    pub position: UnitPosition,
+}
+
+impl UnitKey {
+    pub fn of(r: &MetricRecord) -> Self {
+        UnitKey {
+            fold: r.fold,
+            study_id: r.study_id.clone(),
+            target_id: r.target_id.clone(),
+            position: match r.slice_index {
+                Some(s) => UnitPosition::Slice(s),
+                None => UnitPosition::Index(r.unit_index),
+            },
+        }
+    }
+}
+
+/// The summary's group: (run, method, stage, n_samples, bank, n_outputs, metric).
+type Group = (String, String, u8, u32, u32, u32, String);
+
+/// One fold's rows of a group: (seed, unit, value).
+type FoldRows = Vec<(u64, UnitKey, f64)>;
+
 /// Per (evaluation, fold, metric): mean and population std over units (`fold` = Some);
 /// then per (evaluation, metric): mean and population std over the fold means (`fold` =
-/// None, `count` = folds), the paper's "mean ± std over folds".
+/// None, `count` = folds), the paper's "mean ± std over folds". Each row also carries the
+/// 95% bootstrap interval over units ([`crate::stats`], B = 2000, fixed seed) and, where a
+/// group holds several `seed` values, the mean over seeds of the per-seed means and their
+/// spread (see [`SummaryRecord`]).
 pub fn summarise(rows: &[MetricRecord]) -> Vec<SummaryRecord> {
-    type Group = (String, String, u8, u32, u32, u32, String);
-    let mut per_fold: BTreeMap<(Group, u32), Vec<f64>> = BTreeMap::new();
+    use rayon::prelude::*;
+    let mut groups: BTreeMap<Group, BTreeMap<u32, FoldRows>> = BTreeMap::new();
     for r in rows {
         let g = (
             r.run.clone(),
@@ -190,29 +230,83 @@ pub fn summarise(rows: &[MetricRecord]) -> Vec<SummaryRecord> {
             r.n_outputs,
             r.metric.clone(),
         );
-        per_fold.entry((g, r.fold)).or_default().push(r.value);
+        groups
+            .entry(g)
+            .or_default()
+            .entry(r.fold)
+            .or_default()
+            .push((r.seed, UnitKey::of(r), r.value));
     }
+    let groups: Vec<(Group, BTreeMap<u32, FoldRows>)> = groups.into_iter().collect();
+    // The bootstrap is the cost (units x 2000 per group): groups in parallel.
+    let parts: Vec<(Vec<SummaryRecord>, SummaryRecord)> = groups
+        .par_iter()
+        .map(|(g, folds)| summarise_group(g, folds))
+        .collect();
     let mut out = Vec::new();
-    let mut across: BTreeMap<Group, Vec<f64>> = BTreeMap::new();
-    for ((g, fold), values) in &per_fold {
-        let (mean, std) = mean_std(values);
-        across.entry(g.clone()).or_default().push(mean);
-        out.push(summary_row(g, Some(*fold), mean, std, values.len()));
+    let mut across = Vec::new();
+    for (per_fold, all) in parts {
+        out.extend(per_fold);
+        across.push(all);
     }
-    for (g, means) in &across {
-        let (mean, std) = mean_std(means);
-        out.push(summary_row(g, None, mean, std, means.len()));
-    }
+    out.extend(across);
     out
 }
 
-fn summary_row(
-    g: &(String, String, u8, u32, u32, u32, String),
-    fold: Option<u32>,
-    mean: f64,
-    std: f64,
-    count: usize,
-) -> SummaryRecord {
+/// The per-fold rows and the across-fold row of one group.
+fn summarise_group(
+    g: &Group,
+    folds: &BTreeMap<u32, FoldRows>,
+) -> (Vec<SummaryRecord>, SummaryRecord) {
+    use crate::stats::{bootstrap_stratified, DEFAULT_RESAMPLES, DEFAULT_SEED};
+    let mut per_fold = Vec::new();
+    let mut fold_means = Vec::new();
+    let mut strata = Vec::new();
+    let mut seed_fold_means: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for (fold, rows) in folds {
+        let values: Vec<f64> = rows.iter().map(|r| r.2).collect();
+        let (_, std) = mean_std(&values);
+        let mut by_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        let mut by_unit: BTreeMap<&UnitKey, Vec<f64>> = BTreeMap::new();
+        for (seed, unit, v) in rows {
+            by_seed.entry(*seed).or_default().push(*v);
+            by_unit.entry(unit).or_default().push(*v);
+        }
+        let seed_means: Vec<f64> = by_seed.values().map(|v| mean_std(v).0).collect();
+        for (seed, m) in by_seed.keys().zip(&seed_means) {
+            seed_fold_means.entry(*seed).or_default().push(*m);
+        }
+        let (mean, seed_spread) = mean_std(&seed_means);
+        let unit_values: Vec<f64> = by_unit.values().map(|v| mean_std(v).0).collect();
+        let ci = bootstrap_stratified(
+            std::slice::from_ref(&unit_values),
+            DEFAULT_RESAMPLES,
+            DEFAULT_SEED,
+        );
+        let mut row = summary_row(g, Some(*fold), mean, std, values.len());
+        row.ci_lo = ci.map(|c| c.lo);
+        row.ci_hi = ci.map(|c| c.hi);
+        row.n_units = Some(unit_values.len() as u32);
+        row.seeds = Some(seed_means.len() as u32);
+        row.seed_std = (seed_means.len() > 1).then_some(seed_spread);
+        per_fold.push(row);
+        fold_means.push(mean);
+        strata.push(unit_values);
+    }
+    let (mean, std) = mean_std(&fold_means);
+    let ci = bootstrap_stratified(&strata, DEFAULT_RESAMPLES, DEFAULT_SEED);
+    let mut all = summary_row(g, None, mean, std, fold_means.len());
+    all.ci_lo = ci.map(|c| c.lo);
+    all.ci_hi = ci.map(|c| c.hi);
+    all.n_units = Some(strata.iter().map(Vec::len).sum::<usize>() as u32);
+    all.seeds = Some(seed_fold_means.len() as u32);
+    // Each seed's across-fold mean, then their spread.
+    let seed_means: Vec<f64> = seed_fold_means.values().map(|v| mean_std(v).0).collect();
+    all.seed_std = (seed_means.len() > 1).then(|| mean_std(&seed_means).1);
+    (per_fold, all)
+}
+
+fn summary_row(g: &Group, fold: Option<u32>, mean: f64, std: f64, count: usize) -> SummaryRecord {
     SummaryRecord {
         run: g.0.clone(),
         method: g.1.clone(),
@@ -225,5 +319,10 @@ fn summary_row(
         mean,
         std,
         count: count as u32,
+        ci_lo: None,
+        ci_hi: None,
+        n_units: None,
+        seeds: None,
+        seed_std: None,
     }
 }

@@ -175,12 +175,13 @@ fn results_accumulate_and_summary_matches_polars_and_report() {
             );
             let (mean, std, folds) = across[&key];
             assert_eq!(folds, 2, "{key}");
-            let (m, sd) = row.cells[col].unwrap_or_else(|| panic!("{key}: empty cell"));
+            let c = row.cells[col].unwrap_or_else(|| panic!("{key}: empty cell"));
+            let (m, sd) = (c.mean, c.std);
             assert!(
                 (m - mean).abs() < 1e-12 && (sd - std).abs() < 1e-12,
                 "{key}: table {m} ± {sd}, polars {mean} ± {std}"
             );
-            let cell = format_cell(col, Some((m, sd)), per_rater == "matched" && col >= 4);
+            let cell = format_cell(col, Some(&c), per_rater == "matched" && col >= 4);
             assert!(
                 text.contains(&cell) && md.contains(&cell),
                 "report lacks {key} cell `{cell}`\n{text}"

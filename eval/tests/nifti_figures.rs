@@ -285,6 +285,8 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
     eval::cli::run_report(eval::cli::ReportArgs {
         results,
         markdown: false,
+        by_method: false,
+        claims: false,
         figures: Some(figs.clone()),
         runs: vec![],
         predictions: vec![preds.clone()],

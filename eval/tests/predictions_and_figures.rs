@@ -351,6 +351,8 @@ fn predictions_round_trip_score_and_draw() {
     eval::cli::run_report(eval::cli::ReportArgs {
         results: results.clone(),
         markdown: true,
+        by_method: false,
+        claims: true,
         figures: Some(figs.clone()),
         runs: vec![run_dir],
         predictions: vec![pred_dir.clone()],

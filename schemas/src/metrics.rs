@@ -78,7 +78,12 @@ impl Table for MetricRecord {
 }
 
 /// Mean and population std of one metric over the units of one evaluation (`fold` set),
-/// or over the fold means (`fold` = None).
+/// or over the fold means (`fold` = None), with a 95% bootstrap interval over units.
+///
+/// Version 2 added `ci_lo`, `ci_hi`, `n_units`, `seeds` and `seed_std` (null in rows read
+/// from version-1 files). Several seeds (distinct `seed` values of one group): `mean` is the
+/// mean over seeds of each seed's mean over units, `seed_std` the population std of those
+/// seed means; `std` and `count` stay over the pooled values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRecord {
     pub run: String,
@@ -92,12 +97,28 @@ pub struct SummaryRecord {
     pub mean: f64,
     /// Population standard deviation (ddof = 0), as the paper reports over folds.
     pub std: f64,
-    /// Units (per-fold rows) or folds (across-fold rows) averaged.
+    /// Values (per-fold rows) or folds (across-fold rows) averaged.
     pub count: u32,
+    /// 95% percentile bootstrap interval of `mean`, resampling units (each unit's value
+    /// averaged over seeds); across-fold rows resample within each fold, then average the
+    /// fold means (eval::stats).
+    #[serde(default)]
+    pub ci_lo: Option<f64>,
+    #[serde(default)]
+    pub ci_hi: Option<f64>,
+    /// Distinct units (fold, study, target, slice/unit index) behind the row.
+    #[serde(default)]
+    pub n_units: Option<u32>,
+    /// Distinct seeds behind the row.
+    #[serde(default)]
+    pub seeds: Option<u32>,
+    /// Population std of the per-seed means; null with one seed.
+    #[serde(default)]
+    pub seed_std: Option<f64>,
 }
 
 impl Table for SummaryRecord {
-    const SCHEMA: SchemaId = SchemaId::new("metrics_summary", 1);
+    const SCHEMA: SchemaId = SchemaId::new("metrics_summary", 2);
     fn fields() -> Vec<FieldRef> {
         vec![
             field("run", DataType::Utf8),
@@ -111,6 +132,11 @@ impl Table for SummaryRecord {
             field("mean", DataType::Float64),
             field("std", DataType::Float64),
             field("count", DataType::UInt32),
+            nullable("ci_lo", DataType::Float64),
+            nullable("ci_hi", DataType::Float64),
+            nullable("n_units", DataType::UInt32),
+            nullable("seeds", DataType::UInt32),
+            nullable("seed_std", DataType::Float64),
         ]
     }
 }
