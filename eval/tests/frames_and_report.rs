@@ -193,3 +193,126 @@ fn results_accumulate_and_summary_matches_polars_and_report() {
         "footnote says which per-rater Dice is shown"
     );
 }
+
+/// Several seeds: within one run (the `seed` column) and one run folder per seed. polars
+/// recomputes the mean of the seed means, the seed-to-seed std, the unit counts; the
+/// `--by-method` table pools the runs of a method into one row whose cells are the polars
+/// numbers of the pooled frame.
+#[test]
+fn seeds_pool_into_seed_means_and_by_method_rows() {
+    use eval::report_table::{build_table_grouped, pool_runs, Grouping, ALL_RUNS};
+    let dir = tempfile::tempdir().unwrap();
+    let conv = Conventions::new(&MetricOptions::default(), UnitKind::Slice, 1337);
+    let with = |run: &str, seed: u64, shift: usize, fold: u32| -> Vec<MetricRecord> {
+        evaluation("mv", 1, 3, fold, 6, shift)
+            .into_iter()
+            .map(|r| MetricRecord {
+                run: run.into(),
+                seed,
+                ..r
+            })
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for fold in 0..2 {
+        rows.extend(with("runs/mv-s1", 1, 0, fold));
+        rows.extend(with("runs/mv-s2", 2, 1, fold));
+        // One run holding two seeds (the same key: written together).
+        let mut both = with("runs/mv-both", 1, 2, fold);
+        both.extend(with("runs/mv-both", 2, 3, fold));
+        rows.extend(both);
+    }
+    let path = dir.path().join("results.parquet");
+    write_results(&path, &rows, &conv).unwrap();
+    let out = testkit::run_py(
+        "results_polars_check.py",
+        &[
+            path.to_str().unwrap(),
+            summary_path(&path).to_str().unwrap(),
+        ],
+    );
+    let runs: HashMap<String, (f64, f64, u32, u32, Option<f64>, u32)> = serde_json::from_str(
+        out.lines()
+            .find_map(|l| l.strip_prefix("ACROSS_RUNS "))
+            .unwrap(),
+    )
+    .unwrap();
+    let both = runs["runs/mv-both|mv|1|3|0|dice_soft"];
+    assert_eq!(
+        (both.2, both.3, both.5),
+        (2, 2, 12),
+        "2 folds, 2 seeds, 12 units"
+    );
+    assert!(both.4.unwrap() > 0.0, "two different seeds: a spread");
+    assert_eq!(runs["runs/mv-s1|mv|1|3|0|dice_soft"].4, None);
+
+    // By method: the four (run, seed) replicates are the seeds of one row.
+    let pooled_path = dir.path().join("pooled.parquet");
+    write_results(&pooled_path, &pool_runs(&rows), &conv).unwrap();
+    let out = testkit::run_py(
+        "results_polars_check.py",
+        &[
+            pooled_path.to_str().unwrap(),
+            summary_path(&pooled_path).to_str().unwrap(),
+        ],
+    );
+    let pooled: HashMap<String, (f64, f64, u32, u32, Option<f64>, u32)> = serde_json::from_str(
+        out.lines()
+            .find_map(|l| l.strip_prefix("ACROSS_RUNS "))
+            .unwrap(),
+    )
+    .unwrap();
+    let table = build_table_grouped(&rows, Grouping::ByMethod);
+    let text = render_text(&table);
+    println!("{text}");
+    assert_eq!(table.rows.len(), 1, "{text}");
+    let row = &table.rows[0];
+    assert_eq!(row.label, "mv (#3)");
+    for (col, metric) in [(0, "ged"), (1, "dice_soft"), (3, "dice_match")] {
+        let want = pooled[&format!("{ALL_RUNS}|mv|1|3|0|{metric}")];
+        let c = row.cells[col].unwrap();
+        assert!(
+            (c.mean - want.0).abs() < 1e-12,
+            "{metric}: {c:?} vs {want:?}"
+        );
+        assert_eq!((c.seeds, c.n_units), (4, 12), "{metric}");
+        assert!(
+            (c.seed_std.unwrap() - want.4.unwrap()).abs() < 1e-12,
+            "{metric}"
+        );
+        let (lo, hi) = c.ci.unwrap();
+        assert!(lo < c.mean && c.mean < hi, "{metric}: {c:?}");
+        assert!(text.contains(&format_cell(col, Some(&c), false)), "{text}");
+        assert!(
+            format_cell(col, Some(&c), false).contains(" ±"),
+            "seed std shown"
+        );
+    }
+    assert!(
+        text.contains("population std of the per-seed means"),
+        "{text}"
+    );
+    // By run (the default) keeps one row per run folder.
+    assert_eq!(build_table(&rows).rows.len(), 3);
+}
+
+/// A version-1 summary (pyarrow, no interval columns) still reads, the new columns null.
+#[test]
+fn version_1_summary_reads_with_null_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.summary.parquet");
+    testkit::run_py("summary_v1_frame.py", &[path.to_str().unwrap()]);
+    let rows = eval::results_frame::read_summary(&path).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].fold, rows[0].mean, rows[0].count),
+        (Some(0), 0.25, 10)
+    );
+    assert_eq!(rows[1].fold, None);
+    for r in &rows {
+        assert_eq!(
+            (r.ci_lo, r.ci_hi, r.n_units, r.seeds, r.seed_std),
+            (None, None, None, None, None)
+        );
+    }
+}
