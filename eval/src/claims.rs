@@ -250,8 +250,15 @@ pub fn check_claims(records: &[MetricRecord]) -> Vec<ClaimLine> {
     // (2) Stage II's identity per-rater Dice against every other row's, rater by rater;
     // and the concession against unet-rater.
     let stage2 = f.rows_where(|r| r.method == DPERSONA && r.stage == 2);
-    let others =
-        f.rows_where(|r| !(r.method == DPERSONA && r.stage == 2) && r.method != UNET_RATER);
+    // Rivals: rows that report a per-rater Dice at all (a Stage I evaluation that only
+    // scored GED is no rival here).
+    let others = f.rows_where(|r| {
+        !(r.method == DPERSONA && r.stage == 2)
+            && r.method != UNET_RATER
+            && (1..=f.raters).any(|k| {
+                f.has(r, &names::dice_rater_identity(k)) || f.has(r, &names::dice_rater_matched(k))
+            })
+    });
     let unet = f.rows_where(|r| r.method == UNET_RATER);
     let per_rater_of = |row: &RowId, k: usize| {
         if f.has(row, names::DICE_MEAN_IDENTITY) {
@@ -262,7 +269,12 @@ pub fn check_claims(records: &[MetricRecord]) -> Vec<ClaimLine> {
     };
     let first = names::dice_rater_identity(1);
     for (claim, rivals, higher, missing) in [
-        ("2", &others, true, "no rows of other methods".to_string()),
+        (
+            "2",
+            &others,
+            true,
+            "no rows of other methods with per-rater Dice".to_string(),
+        ),
         (
             "2 (concession)",
             &unet,
