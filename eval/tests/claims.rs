@@ -16,6 +16,9 @@ fn wobble(u: u32, salt: u32) -> f64 {
     (((u * 37 + salt * 11) % 21) as f64 - 10.0) / 1000.0
 }
 
+/// A metric name and its value on unit u.
+type Metric<'a> = (String, Box<dyn Fn(u32) -> f64 + 'a>);
+
 struct Row<'a> {
     run: &'a str,
     method: &'a str,
@@ -27,7 +30,7 @@ struct Row<'a> {
     units: u32,
 }
 
-fn records(row: &Row, metrics: &[(String, Box<dyn Fn(u32) -> f64 + '_>)]) -> Vec<MetricRecord> {
+fn records(row: &Row, metrics: &[Metric<'_>]) -> Vec<MetricRecord> {
     let mut out = Vec::new();
     for u in 0..row.units {
         for (metric, value) in metrics {
@@ -61,11 +64,8 @@ fn base(k: usize, u: u32) -> f64 {
 }
 
 /// Per-rater metrics (identity or matched) of `f(k, u)`, with the mean where identity.
-fn per_rater<'a>(
-    kind: &'a str,
-    f: impl Fn(usize, u32) -> f64 + Copy + 'a,
-) -> Vec<(String, Box<dyn Fn(u32) -> f64 + 'a>)> {
-    let mut m: Vec<(String, Box<dyn Fn(u32) -> f64 + 'a>)> = (1..=RATERS)
+fn per_rater<'a>(kind: &'a str, f: impl Fn(usize, u32) -> f64 + Copy + 'a) -> Vec<Metric<'a>> {
+    let mut m: Vec<Metric<'a>> = (1..=RATERS)
         .map(|k| {
             let g: Box<dyn Fn(u32) -> f64 + 'a> = Box::new(move |u| f(k, u));
             (format!("dice_rater_{k}_{kind}"), g)

@@ -194,6 +194,9 @@ fn results_accumulate_and_summary_matches_polars_and_report() {
     );
 }
 
+/// polars' across-fold numbers of one group: mean, std, folds, seeds, seed std, units.
+type AcrossRun = (f64, f64, u32, u32, Option<f64>, u32);
+
 /// Several seeds: within one run (the `seed` column) and one run folder per seed. polars
 /// recomputes the mean of the seed means, the seed-to-seed std, the unit counts; the
 /// `--by-method` table pools the runs of a method into one row whose cells are the polars
@@ -231,7 +234,7 @@ fn seeds_pool_into_seed_means_and_by_method_rows() {
             summary_path(&path).to_str().unwrap(),
         ],
     );
-    let runs: HashMap<String, (f64, f64, u32, u32, Option<f64>, u32)> = serde_json::from_str(
+    let runs: HashMap<String, AcrossRun> = serde_json::from_str(
         out.lines()
             .find_map(|l| l.strip_prefix("ACROSS_RUNS "))
             .unwrap(),
@@ -256,7 +259,7 @@ fn seeds_pool_into_seed_means_and_by_method_rows() {
             summary_path(&pooled_path).to_str().unwrap(),
         ],
     );
-    let pooled: HashMap<String, (f64, f64, u32, u32, Option<f64>, u32)> = serde_json::from_str(
+    let pooled: HashMap<String, AcrossRun> = serde_json::from_str(
         out.lines()
             .find_map(|l| l.strip_prefix("ACROSS_RUNS "))
             .unwrap(),
