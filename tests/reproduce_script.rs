@@ -84,8 +84,8 @@ fn npc_protocol_from_an_mmis_release_folder() {
     let rows = report_rows(&first);
     assert_eq!(rows.len(), 2, "one row per stage:\n{first}");
     assert!(
-        first.contains("unit volume"),
-        "NPC units are volumes:\n{first}"
+        first.contains("unit volume") && first.contains("scored on the ingest grid"),
+        "NPC units are volumes on the 128 x 128 grid, and the report says so:\n{first}"
     );
 
     // A second run finds everything done.

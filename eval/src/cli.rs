@@ -74,6 +74,15 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
         conv.unit.as_str(),
         conv.seed
     );
+    if conv.unit == crate::metric_rows::UnitKind::Volume {
+        // The paper's NPC numbers are 3D Dice on its 128 x 128 resampled slices, not at
+        // native resolution (method.md 1.4): say on which grid these volumes were scored.
+        println!(
+            "Volume units are scored on the ingest grid (MMIS and resampled NIfTI ingests: every \
+             slice resampled to the crop size, 128 x 128 by default, by nearest neighbour, as the \
+             paper's NPC metrics are)."
+        );
+    }
     if args.claims {
         println!();
         print!("{}", render_claims(&check_claims(&rows)));
