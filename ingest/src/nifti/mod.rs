@@ -9,4 +9,4 @@ pub mod format;
 pub mod slicing;
 pub mod volume;
 
-pub use format::{CropMode, NiftiFormat, NiftiParams};
+pub use format::{CropMode, NiftiFormat, NiftiParams, SliceGrid};
