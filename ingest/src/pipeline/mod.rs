@@ -275,10 +275,7 @@ pub fn run_ingest(
     let preset = format.preset_split();
     if preset.is_none() {
         let patients: BTreeSet<&str> = found.iter().map(|s| s.patient_id.as_str()).collect();
-        warnings.extend(folds::fewer_patients_than_folds(
-            patients.len(),
-            options.folds,
-        ));
+        warnings.extend(folds::fewer_patients_than_folds(patients.len(), options.folds));
     }
     if options.progress {
         for w in &warnings {
