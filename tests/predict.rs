@@ -274,3 +274,149 @@ fn predict_matches_eval_and_keeps_the_input_grid() {
         assert!(!cwd.join("badpred").join(case).exists());
     }
 }
+
+/// DICOM series folders under `dir` (folders holding `.dcm` files), sorted.
+fn series_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            found.extend(series_folders(&p));
+        } else if p.extension().is_some_and(|x| x == "dcm") && !found.contains(&dir.to_path_buf()) {
+            found.push(dir.to_path_buf());
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn lidc_runs_predict_roi_crops_from_dicom() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    dpersona(
+        cwd,
+        &["synth", "lidc", "raw", "--studies", "6", "--seed", "11"],
+    );
+    dpersona(
+        cwd,
+        &[
+            "ingest",
+            "lidc",
+            "raw",
+            "--out",
+            "data",
+            "--crop-size",
+            CROP,
+        ],
+    );
+    dpersona(
+        cwd,
+        &[
+            "train",
+            "--manifest",
+            "data/manifest.parquet",
+            "--out",
+            "run",
+            "--preset",
+            "small",
+            "--epochs-stage1",
+            "1",
+            "--epochs-stage2",
+            "1",
+            "--device",
+            "cpu",
+            "--seed",
+            "5",
+            "--quiet",
+        ],
+    );
+    let shard = std::fs::read_dir(cwd.join("data/shards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    let roi = cwd.join("roi.csv");
+    let series = cwd.join(
+        py(&[
+            "roi-from-shard",
+            shard.to_str().unwrap(),
+            roi.to_str().unwrap(),
+        ])
+        .trim(),
+    );
+    let case = series.file_name().unwrap().to_string_lossy().to_string();
+    let all = series_folders(&cwd.join("raw"));
+    let other = all.iter().find(|s| **s != series).unwrap().clone();
+    let other_case = other.file_name().unwrap().to_string_lossy().to_string();
+    // A folder holding two series.
+    let mixed = cwd.join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    for (tag, dir) in [("a", &series), ("b", &other)] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "dcm") {
+                let name = format!("{tag}-{}", p.file_name().unwrap().to_string_lossy());
+                std::fs::copy(&p, mixed.join(name)).unwrap();
+            }
+        }
+    }
+    let mut csv = std::fs::read_to_string(&roi).unwrap();
+    csv.push_str(&format!("{other_case},5000,10,2\nmixed,16,16,2\n"));
+    std::fs::write(&roi, csv).unwrap();
+
+    let inputs = [
+        series.to_str().unwrap(),
+        other.to_str().unwrap(),
+        mixed.to_str().unwrap(),
+    ];
+    let mut args = vec!["predict", "--run", "run"];
+    args.extend(inputs);
+    args.extend([
+        "--out",
+        "pred",
+        "--samples",
+        "3",
+        "--bank",
+        "6",
+        "--device",
+        "cpu",
+    ]);
+    args.extend(["--quiet", "--save-model-grid"]);
+    // Without --roi the run refuses, saying what it needs.
+    let refused = run(cwd, &args);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--roi FILE"), "{}", text(&refused));
+
+    args.extend(["--roi", "roi.csv"]);
+    let out = run(cwd, &args);
+    let msg = text(&out);
+    assert!(
+        !out.status.success(),
+        "two bad cases must fail the call:\n{msg}"
+    );
+    assert!(
+        msg.lines()
+            .any(|l| l.contains(&format!("case {other_case}"))
+                && l.contains("roi.csv line 4")
+                && l.contains("outside the volume")),
+        "no error for the ROI outside the volume:\n{msg}"
+    );
+    assert!(
+        msg.lines()
+            .any(|l| l.contains("case mixed") && l.contains("belongs to series")),
+        "no error for the folder with two series:\n{msg}"
+    );
+    assert!(msg.contains("predicted 1 case"), "{msg}");
+    println!(
+        "{}",
+        py(&[
+            "check-lidc",
+            cwd.join("pred").to_str().unwrap(),
+            &case,
+            series.to_str().unwrap(),
+            shard.to_str().unwrap(),
+            roi.to_str().unwrap(),
+        ])
+    );
+}

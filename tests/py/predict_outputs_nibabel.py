@@ -16,6 +16,22 @@ Usage:
         - mean and uncertainty (population variance) equal numpy's over eval's samples,
           resampled the same way.
       Prints one line of facts; exits non-zero on the first mismatch.
+  predict_outputs_nibabel.py check-lidc PRED CASE SERIES_DIR SHARD ROI_CSV
+      PRED/CASE was predicted (--save-model-grid) from the DICOM series in SERIES_DIR with
+      the voxel ROIs of ROI_CSV (one per slice); SHARD is the slice shard `dpersona ingest
+      lidc` wrote for the same series. Checks with pydicom and pyarrow: the outputs' affine is
+      the series' (ImagePositionPatient, ImageOrientationPatient, PixelSpacing; LPS to RAS)
+      and their shape (columns, rows, slices); each ROI's model input equals the ingested
+      crop of that slice and window; on the input grid each map holds the model-grid crop
+      in its window on its slice and 0 everywhere else.
+  predict_outputs_nibabel.py zoom-check IN OUT KIND IN_ROWS IN_COLS OUT_ROWS OUT_COLS
+      IN and OUT are raw little-endian planes (KIND u8 or f32) dpersona mapped back from the
+      model grid; OUT must equal scipy.ndimage.zoom(IN, order 0 (u8) or 1 (f32),
+      mode='nearest') exactly, the plane as a (cols, rows) array as in a NIfTI volume.
+  predict_outputs_nibabel.py roi-from-shard SHARD OUT_CSV
+      reads the first target of the shard's first study with pyarrow and writes OUT_CSV with
+      a voxel ROI at the centre of each of its first two ingested crops (case = the series
+      folder's name); prints the series folder.
   predict_outputs_nibabel.py make-bad OUT GOOD_0000 GOOD_0001 GOOD_0002
       writes OUT/ with the bad cases of the error test: `fewchan` (channel 0000 only),
       `flat` (three 2D files), `corrupt` (three files of random bytes), and `good` (copies
@@ -122,6 +138,96 @@ def check(pred, case, input0, eval1, eval2, n, r):
           f"max uncertainty {unc.max():.4f}")
 
 
+def check_lidc(pred, case, series_dir, shard, roi_csv):
+    import pydicom
+    import pyarrow.parquet as pq
+
+    folder = Path(pred) / case
+    ds = [pydicom.dcmread(str(f)) for f in sorted(Path(series_dir).glob("*.dcm"))]
+    ds.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    n, rows, cols = len(ds), int(ds[0].Rows), int(ds[0].Columns)
+    iop = np.array([float(v) for v in ds[0].ImageOrientationPatient])
+    ps = [float(v) for v in ds[0].PixelSpacing]
+    p0 = np.array([float(v) for v in ds[0].ImagePositionPatient])
+    pl = np.array([float(v) for v in ds[-1].ImagePositionPatient])
+    lps = np.eye(4)
+    lps[:3, 0] = iop[:3] * ps[1]
+    lps[:3, 1] = iop[3:] * ps[0]
+    lps[:3, 2] = (pl - p0) / (n - 1)
+    lps[:3, 3] = p0
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    rois = []
+    for line in Path(roi_csv).read_text().splitlines()[1:]:
+        c, x, y, z = line.split(",")[:4]
+        if c == case:
+            rois.append((float(x), float(y), int(round(float(z)))))
+    table = pq.read_table(shard).to_pylist()
+    sname = Path(series_dir).name
+    _, image = load(folder / "model_grid" / "image.nii.gz")
+    size = image.shape[0]
+    for j, (x, y, z) in enumerate(rois):
+        row0, col0 = int(round(y)) - size // 2, int(round(x)) - size // 2
+        hits = [r for r in table if Path(r["source_files"][0]).parent.name == sname and r["slice_index"] == z
+                and r["crop_row0"] == row0 and r["crop_col0"] == col0]
+        if not hits:
+            fail(f"no ingested crop of slice {z} at ({row0}, {col0}) in {shard}")
+        want = np.asarray(hits[0]["image"], np.float32).reshape(size, size)
+        if not np.array_equal(image[:, :, j].T, want):
+            fail(f"ROI {j}: model input differs from the ingested crop (max |d| "
+                 f"{np.abs(image[:, :, j].T - want).max()})")
+    files = sorted(folder.glob("*.nii.gz"))
+    for f in files:
+        img, data = load(f)
+        if img.shape != (cols, rows, n):
+            fail(f"{f}: shape {img.shape}, the series is {(cols, rows, n)}")
+        if not np.array_equal(img.affine.astype(np.float32), ras.astype(np.float32)):
+            fail(f"{f}: affine\n{img.affine}\n!= the series'\n{ras}")
+        _, mg = load(folder / "model_grid" / f.name)
+        expect = np.zeros_like(data)
+        for j, (x, y, z) in enumerate(rois):
+            row0, col0 = int(round(y)) - size // 2, int(round(x)) - size // 2
+            crop = mg[:, :, j].T
+            if f.name.startswith("rater_"):
+                crop = (crop > 0.5).astype(np.uint8)
+            plane = expect[:, :, z].T
+            r0, c0 = max(row0, 0), max(col0, 0)
+            r1, c1 = min(row0 + size, rows), min(col0 + size, cols)
+            plane[r0:r1, c0:c1] = np.maximum(plane[r0:r1, c0:c1],
+                                             crop[r0 - row0:r1 - row0, c0 - col0:c1 - col0])
+        if not np.array_equal(data, expect):
+            fail(f"{f}: differs from the model-grid crops placed in their windows "
+                 f"({int((data != expect).sum())} voxels)")
+    print(f"ok: {len(files)} volumes {(cols, rows, n)} with the series' affine; {len(rois)} ROI crops "
+          f"equal ingest's and sit in their windows")
+
+
+def zoom_check(inp, out, kind, ir, ic, orow, ocol):
+    dt = np.uint8 if kind == "u8" else np.dtype("<f4")
+    a = np.fromfile(inp, dtype=dt).reshape(ir, ic).T
+    b = np.fromfile(out, dtype=dt).reshape(orow, ocol).T
+    want = ndimage.zoom(a, (ocol / ic, orow / ir), order=0 if kind == "u8" else 1,
+                        mode="nearest", output=np.zeros(b.shape, dt))
+    if not np.array_equal(b, want):
+        fail(f"{kind} {ir}x{ic} -> {orow}x{ocol}: {int((b != want).sum())} pixels differ from scipy")
+    print(f"ok: {kind} {ir}x{ic} -> {orow}x{ocol} equals scipy.ndimage.zoom")
+
+
+def roi_from_shard(shard, out_csv):
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(shard).to_pylist()
+    first = rows[0]
+    crops = [r for r in rows if r["study_id"] == first["study_id"] and r["target_id"] == first["target_id"]]
+    crops.sort(key=lambda r: r["slice_index"])
+    series = Path(first["source_files"][0]).parent
+    lines = ["case,x,y,z"]
+    for r in crops[:2]:
+        half = r["height"] // 2
+        lines.append(f"{series.name},{r['crop_col0'] + half},{r['crop_row0'] + half},{r['slice_index']}")
+    Path(out_csv).write_text("\n".join(lines) + "\n")
+    print(series)
+
+
 def make_bad(out, goods):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +245,12 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "check":
         check(*sys.argv[2:7], int(sys.argv[7]), int(sys.argv[8]))
+    elif cmd == "check-lidc":
+        check_lidc(*sys.argv[2:7])
+    elif cmd == "zoom-check":
+        zoom_check(sys.argv[2], sys.argv[3], sys.argv[4], *map(int, sys.argv[5:9]))
+    elif cmd == "roi-from-shard":
+        roi_from_shard(sys.argv[2], sys.argv[3])
     elif cmd == "make-bad":
         make_bad(sys.argv[2], sys.argv[3:6])
     else:

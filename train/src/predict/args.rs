@@ -14,7 +14,8 @@ pub struct PredictArgs {
     pub run: PathBuf,
     /// Images to predict: NIfTI files (one per channel, `CASE_0000.nii.gz`, `CASE_0001...`,
     /// numbered in the run's channel order), folders of them, or an nnU-Net dataset
-    /// folder holding `imagesTs/`.
+    /// folder holding `imagesTs/`; for runs trained on CT crops (LIDC-style), DICOM series
+    /// folders (the case is named after the folder).
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// Output folder: one sub-folder per case and `predict.json`. Cases already there are
@@ -46,6 +47,13 @@ pub struct PredictArgs {
     /// slice_index order), to compare with `dpersona eval --save-predictions`.
     #[arg(long)]
     pub save_model_grid: bool,
+    /// Crop centres for runs trained on crops around a target (LIDC-style; required
+    /// there): CSV with a header `case,x,y,z[,unit]` or JSON `[{"case", "x", "y", "z",
+    /// "unit"}]`; unit `voxel` (default: x = column, y = row, z = slice index, slices
+    /// ordered by z) or `mm` (patient coordinates as ImagePositionPatient). One row = one
+    /// crop on one slice.
+    #[arg(long, value_name = "FILE")]
+    pub roi: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -81,6 +89,7 @@ pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         save_model_grid: args.save_model_grid,
         progress: !args.quiet,
+        roi: args.roi.clone(),
     })?;
     println!(
         "predicted {} case{}, skipped {} already in {}, {} failed (uncertainty = {})",

@@ -85,7 +85,7 @@ fn split_name(name: &str) -> Option<(String, Option<usize>)> {
 }
 
 /// True when `path` starts like a DICOM Part-10 file (`DICM` at byte 128) or is named `.dcm`.
-fn looks_like_dicom(path: &Path) -> bool {
+pub fn looks_like_dicom(path: &Path) -> bool {
     use std::io::Read;
     if path
         .extension()

@@ -26,6 +26,7 @@ pub mod input;
 pub mod outputs;
 pub mod preprocess;
 pub mod resample_back;
+pub mod roi;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,8 @@ pub struct PredictOptions {
     /// Also write the maps on the model grid (`CASE/model_grid/`).
     pub save_model_grid: bool,
     pub progress: bool,
+    /// Crop centres, for runs trained on crops around a target (LIDC-style).
+    pub roi: Option<PathBuf>,
 }
 
 /// What a call did.
@@ -146,6 +149,27 @@ pub fn predict_cases(opts: &PredictOptions) -> Result<PredictSummary, PredictErr
     let header = &manifest.header;
     let pre = Preprocessing::from_header(header)
         .map_err(|m| setup(format!("{}: {m}", opts.run.display())))?;
+    let rois = match (&pre, &opts.roi) {
+        (Preprocessing::Crops(_), Some(path)) => roi::read_rois(path).map_err(setup)?,
+        (Preprocessing::Crops(_), None) => {
+            return Err(setup(format!(
+                "{}: the run was trained on {}x{} crops around annotated nodules (LIDC-style), so \
+                 predict needs the crop centres: --roi FILE (CSV or JSON with case, x, y, z and \
+                 optionally unit = voxel or mm; see `dpersona predict --help`)",
+                opts.run.display(),
+                header.crop_size,
+                header.crop_size
+            )))
+        }
+        (Preprocessing::WholeSlices(_), Some(path)) => {
+            return Err(setup(format!(
+                "--roi {}: the run predicts whole slices (it was trained on whole resampled or \
+                 centre-cropped slices), so it takes no crop centres; drop --roi",
+                path.display()
+            )))
+        }
+        (Preprocessing::WholeSlices(_), None) => BTreeMap::new(),
+    };
     let stages: Vec<u8> = if opts.stages.is_empty() {
         [1u8, 2]
             .into_iter()
@@ -186,6 +210,10 @@ pub fn predict_cases(opts: &PredictOptions) -> Result<PredictSummary, PredictErr
         "samples": if stages.contains(&1) { opts.samples } else { 0 },
         "bank": if stages.contains(&2) { opts.bank } else { 0 },
         "batch_size": opts.batch_size,
+        "roi": match &opts.roi {
+            Some(p) => json!({"file": p, "sha256": schemas::hashing::sha256_file(p)?}),
+            None => serde_json::Value::Null,
+        },
     });
     std::fs::create_dir_all(&opts.out).map_err(|e| {
         setup(format!(
@@ -249,9 +277,11 @@ pub fn predict_cases(opts: &PredictOptions) -> Result<PredictSummary, PredictErr
         let channels = &header.channels;
         let pre = &pre;
         let todo = &todo;
+        let rois = &rois;
         scope.spawn(move || {
             for c in todo {
-                let prepared = preprocess::prepare(c, pre, channels);
+                let case_rois = rois.get(&c.case).map_or(&[][..], Vec::as_slice);
+                let prepared = preprocess::prepare(c, pre, channels, case_rois);
                 if tx.send((c.clone(), prepared)).is_err() {
                     return; // the consumer stopped
                 }
@@ -373,7 +403,7 @@ impl CaseEnv<'_> {
     /// The model's maps for every slice of the case: `[K][D * S * S]` (K = N samples or
     /// R heads), slices in `slice_index` order.
     fn infer(&self, model: &DPersona, case: &PreparedCase, outputs: Outputs) -> Vec<Vec<f32>> {
-        let (d, c, s) = (case.depth(), case.channels, case.size());
+        let (d, c, s) = (case.depth(), case.channels, case.size);
         let css = c * s * s;
         let ss = s * s;
         let mut maps: Vec<Vec<f32>> = Vec::new();
@@ -404,21 +434,11 @@ impl CaseEnv<'_> {
     /// Writes the case's folder (see [`outputs`]).
     fn write(&self, case: &PreparedCase, maps: &CaseMaps) -> Result<(), PredictError> {
         let g = &case.grid;
-        let ss = case.size() * case.size();
-        // index_of[k]: model slice of the file's z plane k.
-        let mut index_of = vec![0; case.depth()];
-        for (j, &k) in case.plane_of.iter().enumerate() {
-            index_of[k] = j;
-        }
+        let back = resample_back::Back::new(case);
         let w = CaseWriter::begin(&self.opts.out, &case.input.case)?;
-        let prob_volume = |map: &[f32]| {
-            outputs::assemble(g, |k| {
-                let j = index_of[k];
-                resample_back::back_linear(&case.slices, &map[j * ss..(j + 1) * ss])
-            })
-        };
+        let prob_volume = |map: &[f32]| outputs::assemble(g, |k| back.linear(k, map));
         let model_grid = outputs::model_grid_header();
-        let model_shape = [case.size(), case.size(), case.depth()];
+        let model_shape = [case.size, case.size, case.depth()];
         let put_model_grid = |name: &str, map: &[f32]| -> Result<(), PredictError> {
             if self.opts.save_model_grid {
                 w.put(
@@ -431,13 +451,18 @@ impl CaseEnv<'_> {
             }
             Ok(())
         };
+        if self.opts.save_model_grid {
+            // The model's input (channel 0), to check the preprocessing against ingest's.
+            let (c, ss) = (case.channels, case.size * case.size);
+            let image: Vec<f32> = (0..case.depth())
+                .flat_map(|j| case.images[j * c * ss..j * c * ss + ss].iter().copied())
+                .collect();
+            put_model_grid("image", &image)?;
+        }
         for (k, p) in maps.raters.iter().enumerate() {
             let name = format!("rater_{}", k + 1);
             let mask: Vec<u8> = p.iter().map(|&v| u8::from(v > MASK_THRESHOLD)).collect();
-            let data = outputs::assemble(g, |plane| {
-                let j = index_of[plane];
-                resample_back::back_nearest(&case.slices, &mask[j * ss..(j + 1) * ss])
-            });
+            let data = outputs::assemble(g, |plane| back.nearest(plane, &mask));
             w.put(
                 &name,
                 VolumeData::U8(data),

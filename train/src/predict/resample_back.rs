@@ -8,8 +8,11 @@
 //! e.g. 32 → 160, whose last position is 31.000000000000004). Linear weights and the order
 //! of the sum are scipy's order-1 spline (x taps outer, y taps inner), so a probability
 //! map comes back bit for bit as `zoom(p, (nx / S, ny / S, 1), order=1, mode='nearest')`.
-//! Cropped slices go back into their window; outside it the output is 0.
+//! Cropped slices go back into their window; outside it the output is 0. ROI crops (LIDC-
+//! style runs) go back into their windows on their slices ([`Back`]).
 use ingest::nifti::SliceGrid;
+
+use super::preprocess::{Placement, PreparedCase};
 
 /// Input position of each output sample along one axis (scipy `zoom`, `grid_mode=False`).
 fn positions(n_in: usize, n_out: usize) -> Vec<f64> {
@@ -106,6 +109,90 @@ fn uncrop<T: Copy + Default>(grid: &SliceGrid, plane: &[T]) -> Vec<T> {
     out
 }
 
+/// Maps one case's model-grid outputs `[D * S * S]` back onto the input's z planes.
+pub struct Back<'a> {
+    placement: &'a Placement,
+    size: usize,
+    /// Slices: the model slice of each file plane.
+    index_of: Vec<usize>,
+}
+
+impl<'a> Back<'a> {
+    pub fn new(case: &'a PreparedCase) -> Self {
+        let index_of = match &case.placement {
+            Placement::Slices { plane_of, .. } => {
+                let mut index_of = vec![0; plane_of.len()];
+                for (j, &k) in plane_of.iter().enumerate() {
+                    index_of[k] = j;
+                }
+                index_of
+            }
+            Placement::Crops { .. } => Vec::new(),
+        };
+        Back {
+            placement: &case.placement,
+            size: case.size,
+            index_of,
+        }
+    }
+
+    /// Input plane `k` `[rows * cols]` of a probability map (linear).
+    pub fn linear(&self, k: usize, map: &[f32]) -> Vec<f32> {
+        let ss = self.size * self.size;
+        match self.placement {
+            Placement::Slices { grid, .. } => {
+                let j = self.index_of[k];
+                back_linear(grid, &map[j * ss..(j + 1) * ss])
+            }
+            Placement::Crops { .. } => self.paste(k, map),
+        }
+    }
+
+    /// Input plane `k` `[rows * cols]` of a mask (nearest).
+    pub fn nearest<T: Copy + Default + PartialOrd>(&self, k: usize, map: &[T]) -> Vec<T> {
+        let ss = self.size * self.size;
+        match self.placement {
+            Placement::Slices { grid, .. } => {
+                let j = self.index_of[k];
+                back_nearest(grid, &map[j * ss..(j + 1) * ss])
+            }
+            Placement::Crops { .. } => self.paste(k, map),
+        }
+    }
+
+    /// Every crop of plane `k` in its window; 0 elsewhere, the larger value where two
+    /// ROIs' windows overlap.
+    fn paste<T: Copy + Default + PartialOrd>(&self, k: usize, map: &[T]) -> Vec<T> {
+        let Placement::Crops { rows, cols, at } = self.placement else {
+            unreachable!("paste is for crops")
+        };
+        let (rows, cols, s) = (*rows, *cols, self.size);
+        let mut out = vec![T::default(); rows * cols];
+        for (j, &(plane, row0, col0)) in at.iter().enumerate() {
+            if plane != k {
+                continue;
+            }
+            let crop = &map[j * s * s..(j + 1) * s * s];
+            for r in 0..s {
+                let sr = row0 + r as i64;
+                if sr < 0 || sr >= rows as i64 {
+                    continue;
+                }
+                for c in 0..s {
+                    let sc = col0 + c as i64;
+                    if sc >= 0 && sc < cols as i64 {
+                        let dst = &mut out[sr as usize * cols + sc as usize];
+                        if crop[r * s + c] > *dst {
+                            *dst = crop[r * s + c];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +205,46 @@ mod tests {
             resample,
             row0: o.0,
             col0: o.1,
+        }
+    }
+
+    /// Both directions of scipy's zoom arithmetic on planes of unequal sides, checked by
+    /// scipy itself (tests/py/predict_outputs_nibabel.py zoom-check).
+    #[test]
+    fn back_resampling_equals_scipy_zoom() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = 32;
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let probs: Vec<f32> = (0..s * s)
+            .map(|_| (next() % 10_000) as f32 / 9_999.0)
+            .collect();
+        let mask: Vec<u8> = (0..s * s).map(|_| (next() % 2) as u8).collect();
+        for (rows, cols) in [(160, 157), (97, 161), (32, 32), (20, 45)] {
+            let g = grid(rows, cols, s, true, (0, 0));
+            let write = |name: &str, bytes: Vec<u8>| {
+                let p = tmp.path().join(name);
+                std::fs::write(&p, bytes).unwrap();
+                p.display().to_string()
+            };
+            let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+            let dims = [s, s, rows, cols].map(|v| v.to_string());
+            let cases = [
+                ("f32", le(&probs), le(&back_linear(&g, &probs))),
+                ("u8", mask.clone(), back_nearest(&g, &mask)),
+            ];
+            for (kind, input, output) in cases {
+                let i = write(&format!("in_{kind}"), input);
+                let o = write(&format!("out_{kind}"), output);
+                let mut args = vec!["zoom-check".to_string(), i, o, kind.to_string()];
+                args.extend(dims.iter().cloned());
+                println!("{}", testkit::run_py("predict_outputs_nibabel.py", &args));
+            }
         }
     }
 
