@@ -1,7 +1,8 @@
-//! `dpersona predict` end to end on an NPC-style run: synthetic NIfTI studies -> ingest ->
-//! train (small preset, one epoch per stage, CPU) -> predict, checked with nibabel, numpy
-//! and scipy (tests/py/predict_outputs_nibabel.py) against what `dpersona eval
-//! --save-predictions` wrote for the same case, and the bad-input cases.
+//! `dpersona predict` end to end: synthetic studies -> ingest -> train (small preset, CPU)
+//! -> predict, checked by tests/py/predict_outputs_nibabel.py with nibabel, numpy, scipy,
+//! pyarrow and pydicom: an NPC-style run (NIfTI in, against what `dpersona eval
+//! --save-predictions` wrote for the same case) and an LIDC-style run (DICOM series and
+//! `--roi` in, against the ingested crops, plus the DICOM SEG), and the bad-input cases.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -310,6 +311,8 @@ fn lidc_runs_predict_roi_crops_from_dicom() {
             CROP,
         ],
     );
+    // Long enough (about a minute on 2 cores) for Stage II to mark pixels, so that the
+    // masks, their windows and the SEG frames are checked on something other than zeros.
     dpersona(
         cwd,
         &[
@@ -321,9 +324,9 @@ fn lidc_runs_predict_roi_crops_from_dicom() {
             "--preset",
             "small",
             "--epochs-stage1",
-            "1",
+            "15",
             "--epochs-stage2",
-            "1",
+            "10",
             "--device",
             "cpu",
             "--seed",

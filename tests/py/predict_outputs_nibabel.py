@@ -23,7 +23,10 @@ Usage:
       the series' (ImagePositionPatient, ImageOrientationPatient, PixelSpacing; LPS to RAS)
       and their shape (columns, rows, slices); each ROI's model input equals the ingested
       crop of that slice and window; on the input grid each map holds the model-grid crop
-      in its window on its slice and 0 everywhere else.
+      in its window on its slice and 0 everywhere else; PRED/CASE/seg.dcm (pydicom) is a
+      Segmentation with one segment per rater, referencing the series, one frame per
+      segment and ROI slice at that slice's position, pixels equal to the rater's mask, and
+      not all empty.
   predict_outputs_nibabel.py zoom-check IN OUT KIND IN_ROWS IN_COLS OUT_ROWS OUT_COLS
       IN and OUT are raw little-endian planes (KIND u8 or f32) dpersona mapped back from the
       model grid; OUT must equal scipy.ndimage.zoom(IN, order 0 (u8) or 1 (f32),
@@ -197,8 +200,46 @@ def check_lidc(pred, case, series_dir, shard, roi_csv):
         if not np.array_equal(data, expect):
             fail(f"{f}: differs from the model-grid crops placed in their windows "
                  f"({int((data != expect).sum())} voxels)")
+    # The DICOM SEG: one segment per rater, one frame per (segment, ROI slice), each at its
+    # source slice's position and referencing it, pixels equal to the rater's mask.
+    seg = pydicom.dcmread(str(folder / "seg.dcm"))
+    raters = sorted(f for f in files if f.name.startswith("rater_"))
+    if seg.SOPClassUID != "1.2.840.10008.5.1.4.1.1.66.4" or seg.Modality != "SEG":
+        fail(f"seg.dcm: SOP class {seg.SOPClassUID}, modality {seg.Modality}")
+    ref = seg.ReferencedSeriesSequence[0]
+    if ref.SeriesInstanceUID != ds[0].SeriesInstanceUID:
+        fail(f"seg.dcm references series {ref.SeriesInstanceUID}, not {ds[0].SeriesInstanceUID}")
+    if sorted(i.ReferencedSOPInstanceUID for i in ref.ReferencedInstanceSequence) != sorted(
+            d.SOPInstanceUID for d in ds):
+        fail("seg.dcm: the referenced instances are not the series' instances")
+    if seg.StudyInstanceUID != ds[0].StudyInstanceUID or seg.FrameOfReferenceUID != ds[0].FrameOfReferenceUID:
+        fail("seg.dcm: study or frame of reference differs from the source's")
+    if len(seg.SegmentSequence) != len(raters):
+        fail(f"seg.dcm: {len(seg.SegmentSequence)} segments for {len(raters)} raters")
+    planes = sorted({z for (_, _, z) in rois})
+    if int(seg.NumberOfFrames) != len(raters) * len(planes):
+        fail(f"seg.dcm: {seg.NumberOfFrames} frames, expected {len(raters)} x {len(planes)}")
+    pix = seg.pixel_array.reshape(int(seg.NumberOfFrames), rows, cols)
+    ipps = [[float(v) for v in d.ImagePositionPatient] for d in ds]
+    marked = 0
+    for i, fg in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        segno = int(fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        ipp = [float(v) for v in fg.PlanePositionSequence[0].ImagePositionPatient]
+        if ipp not in ipps:
+            fail(f"seg.dcm frame {i + 1}: position {ipp} is no source slice's")
+        k = ipps.index(ipp)
+        src = fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        if src != ds[k].SOPInstanceUID:
+            fail(f"seg.dcm frame {i + 1}: references {src}, the slice at {ipp} is {ds[k].SOPInstanceUID}")
+        _, mask = load(folder / f"rater_{segno}.nii.gz")
+        if not np.array_equal(pix[i], mask[:, :, k].T):
+            fail(f"seg.dcm frame {i + 1}: pixels differ from rater_{segno}.nii.gz plane {k}")
+        marked += int(pix[i].sum())
+    if marked == 0:
+        fail("every mask is empty: the check would prove nothing (train longer)")
     print(f"ok: {len(files)} volumes {(cols, rows, n)} with the series' affine; {len(rois)} ROI crops "
-          f"equal ingest's and sit in their windows")
+          f"equal ingest's and sit in their windows; seg.dcm: {len(raters)} segments, "
+          f"{seg.NumberOfFrames} frames at their slices, {marked} marked pixels")
 
 
 def zoom_check(inp, out, kind, ir, ic, orow, ocol):

@@ -22,6 +22,7 @@
 //! Modules: [`input`] (which cases INPUT names), [`preprocess`], [`resample_back`],
 //! [`outputs`], [`args`] (the command line).
 pub mod args;
+pub mod dicom_seg;
 pub mod input;
 pub mod outputs;
 pub mod preprocess;
@@ -50,6 +51,8 @@ use preprocess::{PreparedCase, Preprocessing};
 pub const UNCERTAINTY_MEASURE: &str = "variance: per-voxel population variance of the N Stage-I sample probabilities (1/N sum (p_j - mean)^2, 0..0.25), computed on the model grid and resampled linearly";
 /// Threshold that turns a Stage-II probability into a mask (as eval binarises).
 pub const MASK_THRESHOLD: f32 = 0.5;
+/// The DICOM Segmentation of a DICOM case, in its folder.
+pub const SEG_FILE: &str = "seg.dcm";
 /// The settings file at the output folder's root.
 pub const PREDICT_JSON: &str = "predict.json";
 
@@ -271,6 +274,21 @@ pub fn predict_cases(opts: &PredictOptions) -> Result<PredictSummary, PredictErr
         opts,
         models: &models,
         raters: header.raters.len(),
+        rater_labels: (0..header.raters.len())
+            .map(|k| match header.rater_order {
+                schemas::manifest::RaterOrder::Identity => header.raters[k].clone(),
+                schemas::manifest::RaterOrder::AreaRank => {
+                    format!(
+                        "A{} (area rank {} of {})",
+                        k + 1,
+                        k + 1,
+                        header.raters.len()
+                    )
+                }
+            })
+            .collect(),
+        uid_seed: settings["checkpoints"].to_string()
+            + &format!("/{}/{}/{}", opts.seed, opts.samples, opts.bank),
     };
     let (tx, rx) = crossbeam_channel::bounded::<(CaseInput, Result<PreparedCase, CaseError>)>(1);
     std::thread::scope(|scope| -> Result<(), PredictError> {
@@ -369,6 +387,10 @@ struct CaseEnv<'a> {
     opts: &'a PredictOptions,
     models: &'a [StageModel],
     raters: usize,
+    /// Segment labels of the DICOM SEG, one per rater.
+    rater_labels: Vec<String>,
+    /// Makes the SEG's UIDs: checkpoints, seed, samples, bank.
+    uid_seed: String,
 }
 
 impl CaseEnv<'_> {
@@ -459,10 +481,12 @@ impl CaseEnv<'_> {
                 .collect();
             put_model_grid("image", &image)?;
         }
+        let mut rater_volumes = Vec::new();
         for (k, p) in maps.raters.iter().enumerate() {
             let name = format!("rater_{}", k + 1);
             let mask: Vec<u8> = p.iter().map(|&v| u8::from(v > MASK_THRESHOLD)).collect();
             let data = outputs::assemble(g, |plane| back.nearest(plane, &mask));
+            rater_volumes.push(data.clone());
             w.put(
                 &name,
                 VolumeData::U8(data),
@@ -515,6 +539,33 @@ impl CaseEnv<'_> {
                 "dpersona Stage I variance",
             )?;
             put_model_grid("uncertainty", &var)?;
+        }
+        if let (Some(src), false) = (&case.dicom, rater_volumes.is_empty()) {
+            let hw = src.rows * src.cols;
+            let segments: Vec<dicom_seg::Segment<'_>> = rater_volumes
+                .iter()
+                .zip(&self.rater_labels)
+                .map(|(v, label)| dicom_seg::Segment {
+                    label: label.clone(),
+                    planes: v.chunks(hw).collect(),
+                })
+                .collect();
+            let mut planes: Vec<usize> = match &case.placement {
+                preprocess::Placement::Crops { at, .. } => at.iter().map(|a| a.0).collect(),
+                preprocess::Placement::Slices { plane_of, .. } => plane_of.clone(),
+            };
+            planes.sort_unstable();
+            planes.dedup();
+            let seed = format!("{}/{}", src.series_instance_uid, self.uid_seed);
+            dicom_seg::write_seg(
+                &w.path_of(SEG_FILE),
+                src,
+                &segments,
+                &planes,
+                &seed,
+                "dpersona Stage II personalised masks",
+            )
+            .map_err(PredictError::Setup)?;
         }
         w.commit()?;
         Ok(())

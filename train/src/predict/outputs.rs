@@ -106,6 +106,11 @@ impl CaseWriter {
         written.map_err(|e| werr(&path, format!("writing NIfTI failed: {e}")))
     }
 
+    /// Where a file named `name` is written before the folder is committed.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.tmp.join(name)
+    }
+
     /// Moves the complete folder to `out/case/`.
     pub fn commit(self) -> Result<PathBuf, WriteError> {
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| werr(&self.dest, e))?;

@@ -99,6 +99,8 @@ pub struct PreparedCase {
     pub channels: usize,
     /// S, the side of the model grid.
     pub size: usize,
+    /// The DICOM series the case was read from (a DICOM SEG refers to it).
+    pub dicom: Option<super::dicom_seg::SourceSeries>,
 }
 
 /// Where the model slices of a case sit in the input.
@@ -195,6 +197,7 @@ pub fn prepare(
         images,
         channels: vols.len(),
         size: grid.size,
+        dicom: None,
     })
 }
 
@@ -257,6 +260,23 @@ fn prepare_crops(
         ));
         at.push((k, row0 as i64, col0 as i64));
     }
+    let dicom = super::dicom_seg::SourceSeries {
+        first_file: series.slices[0].path.clone(),
+        series_instance_uid: series.series_instance_uid.clone(),
+        rows,
+        cols,
+        pixel_spacing: series.pixel_spacing,
+        slice_thickness: series.slice_thickness,
+        orientation: series.orientation.unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        slices: series
+            .slices
+            .iter()
+            .map(|s| super::dicom_seg::SourceSlice {
+                sop_instance_uid: s.sop_instance_uid.clone(),
+                position: s.position,
+            })
+            .collect(),
+    };
     Ok(PreparedCase {
         input: input.clone(),
         grid,
@@ -264,6 +284,7 @@ fn prepare_crops(
         images,
         channels: 1,
         size,
+        dicom: Some(dicom),
     })
 }
 
