@@ -42,8 +42,8 @@ enum Command {
     /// Options: `dpersona eval --help`.
     #[command(disable_help_flag = true, disable_version_flag = true)]
     Eval(TorchArgs),
-    /// Apply a trained run to unlabelled scans (NIfTI): each rater's mask, samples, mean and
-    /// uncertainty, on the input's grid.
+    /// Apply a trained run to unlabelled scans (NIfTI, or DICOM with --roi): each rater's
+    /// mask, samples, mean and uncertainty on the input's grid, and a DICOM SEG for DICOM.
     ///
     /// Options: `dpersona predict --help`.
     #[command(disable_help_flag = true, disable_version_flag = true)]

@@ -64,7 +64,10 @@ const AFTER_HELP: &str = "Outputs, on each input's grid (same shape and affine):
   OUT/CASE/sample_01.nii.gz .. Stage I: sample probabilities (float32)
   OUT/CASE/mean.nii.gz         Stage I: mean probability
   OUT/CASE/uncertainty.nii.gz  Stage I: per-voxel variance of the sample probabilities
-  OUT/predict.json             run, checkpoint SHA-256s, seed, conventions, case list";
+  OUT/CASE/seg.dcm             DICOM input: the Stage II masks as a DICOM SEG (a segment per rater)
+  OUT/predict.json             run, checkpoint SHA-256s, seed, conventions, case list
+
+Runs trained on crops around a target (LIDC-style) take DICOM series folders and --roi.";
 
 pub fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     schemas::host_memory::keep_freed_memory();
