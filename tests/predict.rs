@@ -197,6 +197,20 @@ fn predict_matches_eval_and_keeps_the_input_grid() {
         .unwrap()
         .starts_with("variance"));
 
+    // `report` draws the case: the scan, each rater's mask, the uncertainty.
+    dpersona(
+        cwd,
+        &[
+            "report",
+            "--predict-case",
+            &format!("pred/{CASE}"),
+            "--figures",
+            "figs",
+        ],
+    );
+    let png = std::fs::read(cwd.join(format!("figs/predict_{CASE}.png"))).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000);
+
     // A rerun skips the written case and leaves its files alone.
     let before = mtimes(&cwd.join("pred").join(CASE));
     let again = dpersona(cwd, &predict_args);

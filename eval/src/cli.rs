@@ -13,8 +13,9 @@ use crate::results_frame::read_results;
 pub struct ReportArgs {
     /// Metric frame written by `dpersona eval` (results.parquet). Rows: one per evaluation
     /// (method, stage, #N samples or bank M); cells: mean ± population std over fold means,
-    /// or over units when the evaluation has one fold.
-    pub results: PathBuf,
+    /// or over units when the evaluation has one fold. Optional with --predict-case.
+    #[arg(required_unless_present = "predict_cases")]
+    pub results: Option<PathBuf>,
     /// Print a Markdown table instead of aligned plain text.
     #[arg(long)]
     pub markdown: bool,
@@ -33,6 +34,11 @@ pub struct ReportArgs {
     /// axial plane where the raters drew the most (row title `<study>/<target> z<plane>`).
     #[arg(long = "predictions", value_name = "DIR")]
     pub predictions: Vec<PathBuf>,
+    /// `dpersona predict` case folder(s) (OUT/CASE) to draw as predict_<CASE>.png: the scan,
+    /// each rater's mask and the uncertainty map on the plane where the masks cover the most.
+    /// Needs --figures.
+    #[arg(long = "predict-case", value_name = "DIR")]
+    pub predict_cases: Vec<PathBuf>,
     /// Slices (or volumes, one plane each) shown per figure: those where raters drew the
     /// most.
     #[arg(long, default_value_t = 4)]
@@ -40,13 +46,42 @@ pub struct ReportArgs {
 }
 
 pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
-    let (rows, conv) = read_results(&args.results)
-        .with_context(|| format!("reading {}", args.results.display()))?;
+    if let Some(results) = &args.results {
+        print_tables(results, args.markdown)?;
+    }
+    let drawn =
+        !(args.runs.is_empty() && args.predictions.is_empty() && args.predict_cases.is_empty());
+    if drawn && args.figures.is_none() {
+        anyhow::bail!(
+            "--run, --predictions and --predict-case draw figures: give --figures DIR as well"
+        );
+    }
+    let Some(fig_dir) = &args.figures else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(fig_dir).with_context(|| format!("creating {}", fig_dir.display()))?;
+    for case in &args.predict_cases {
+        let name = case
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "case".into());
+        let out = fig_dir.join(format!("predict_{name}.png"));
+        let (w, h) = crate::predict_figure::predict_case_figure(case, &out)
+            .with_context(|| format!("drawing {}", case.display()))?;
+        eprintln!("wrote {} ({w}x{h})", out.display());
+    }
+    draw_eval_figures(&args, fig_dir)
+}
+
+/// The paper-style table of a metric frame, printed.
+fn print_tables(results: &std::path::Path, markdown: bool) -> anyhow::Result<()> {
+    let (rows, conv) =
+        read_results(results).with_context(|| format!("reading {}", results.display()))?;
     if rows.is_empty() {
-        anyhow::bail!("{}: holds no metric rows", args.results.display());
+        anyhow::bail!("{}: holds no metric rows", results.display());
     }
     let table = build_table(&rows);
-    if args.markdown {
+    if markdown {
         print!("{}", render_markdown(&table));
     } else {
         print!("{}", render_text(&table));
@@ -59,13 +94,11 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
         conv.unit.as_str(),
         conv.seed
     );
-    if (!args.runs.is_empty() || !args.predictions.is_empty()) && args.figures.is_none() {
-        anyhow::bail!("--run and --predictions draw figures: give --figures DIR as well");
-    }
-    let Some(fig_dir) = &args.figures else {
-        return Ok(());
-    };
-    std::fs::create_dir_all(fig_dir).with_context(|| format!("creating {}", fig_dir.display()))?;
+    Ok(())
+}
+
+/// Figures from eval's predictions folders and runs' training logs.
+fn draw_eval_figures(args: &ReportArgs, fig_dir: &std::path::Path) -> anyhow::Result<()> {
     for (i, dir) in args.predictions.iter().enumerate() {
         // Named after the folder (`samples_stage1_n10.png`), as curves are after the run, so
         // that several folders drawn at once say which is which.

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod figures;
 pub mod lsap;
 pub mod metric_rows;
+pub mod predict_figure;
 pub mod prediction_volumes;
 pub mod predictions;
 pub mod raster;

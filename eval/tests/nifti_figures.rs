@@ -302,11 +302,12 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
     .unwrap();
     let figs = dir.path().join("figs");
     eval::cli::run_report(eval::cli::ReportArgs {
-        results,
+        results: Some(results),
         markdown: false,
         figures: Some(figs.clone()),
         runs: vec![],
         predictions: vec![preds.clone()],
+        predict_cases: vec![],
         figure_slices: ROWS,
     })
     .unwrap();
