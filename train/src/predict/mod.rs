@@ -197,7 +197,10 @@ pub fn predict_cases(opts: &PredictOptions) -> Result<PredictSummary, PredictErr
             stage,
             model,
             _vs: vs,
-            weights: dir.join(&best.weights),
+            // Absolute, so that a rerun naming the run another way (absolute, from another
+            // folder) is recognised as the same settings.
+            weights: std::fs::canonicalize(dir.join(&best.weights))
+                .unwrap_or_else(|_| dir.join(&best.weights)),
             sha256,
         });
     }
