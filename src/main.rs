@@ -42,6 +42,12 @@ enum Command {
     /// Options: `dpersona eval --help`.
     #[command(disable_help_flag = true, disable_version_flag = true)]
     Eval(TorchArgs),
+    /// Apply a trained run to unlabelled scans (NIfTI, or DICOM with --roi): each rater's
+    /// mask, samples, mean and uncertainty on the input's grid, and a DICOM SEG for DICOM.
+    ///
+    /// Options: `dpersona predict --help`.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Predict(TorchArgs),
     /// Print paper-style tables from a metric frame and write figures.
     Report(eval::cli::ReportArgs),
 }
@@ -64,7 +70,7 @@ fn main() {
     // `dpersona help train` shows the command's real options, which live in the library.
     let argv: Vec<OsString> = std::env::args_os().collect();
     if let [_, help, command] = argv.as_slice() {
-        if help == "help" && (command == "train" || command == "eval") {
+        if help == "help" && (command == "train" || command == "eval" || command == "predict") {
             let command = command.to_string_lossy();
             if let Err(err) = exit_with(torch_commands::run(&command, &["--help".into()])) {
                 fail(err);
@@ -77,6 +83,7 @@ fn main() {
         Command::Ingest(args) => ingest::cli::run_ingest(args),
         Command::Train(args) => exit_with(torch_commands::run("train", &args.args)),
         Command::Eval(args) => exit_with(torch_commands::run("eval", &args.args)),
+        Command::Predict(args) => exit_with(torch_commands::run("predict", &args.args)),
         Command::Report(args) => eval::cli::run_report(args),
     };
     if let Err(err) = result {

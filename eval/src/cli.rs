@@ -14,7 +14,9 @@ pub struct ReportArgs {
     /// Metric frame written by `dpersona eval` (results.parquet). Rows: one per evaluation
     /// (run, method, stage, #N samples or bank M); cells: `mean [lo, hi]`, the mean over
     /// fold means (or over units with one fold) and its 95% bootstrap interval over units.
-    pub results: PathBuf,
+    /// Optional with --predict-case.
+    #[arg(required_unless_present = "predict_cases")]
+    pub results: Option<PathBuf>,
     /// One row per (method, stage, #N, M) over all runs: each run (and each seed within a
     /// run) is one seed of the row, whose cell shows the seed-to-seed std as `±s`. For one
     /// run folder per seed.
@@ -43,6 +45,11 @@ pub struct ReportArgs {
     /// axial plane where the raters drew the most (row title `<study>/<target> z<plane>`).
     #[arg(long = "predictions", value_name = "DIR")]
     pub predictions: Vec<PathBuf>,
+    /// `dpersona predict` case folder(s) (OUT/CASE) to draw as predict_<CASE>.png: the scan,
+    /// each rater's mask and the uncertainty map on the plane where the masks cover the most.
+    /// Needs --figures.
+    #[arg(long = "predict-case", value_name = "DIR")]
+    pub predict_cases: Vec<PathBuf>,
     /// Slices (or volumes, one plane each) shown per figure: those where raters drew the
     /// most.
     #[arg(long, default_value_t = 4)]
@@ -50,10 +57,39 @@ pub struct ReportArgs {
 }
 
 pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
-    let (rows, conv) = read_results(&args.results)
-        .with_context(|| format!("reading {}", args.results.display()))?;
+    if let Some(results) = &args.results {
+        print_tables(results, &args)?;
+    }
+    let drawn =
+        !(args.runs.is_empty() && args.predictions.is_empty() && args.predict_cases.is_empty());
+    if drawn && args.figures.is_none() {
+        anyhow::bail!(
+            "--run, --predictions and --predict-case draw figures: give --figures DIR as well"
+        );
+    }
+    let Some(fig_dir) = &args.figures else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(fig_dir).with_context(|| format!("creating {}", fig_dir.display()))?;
+    for case in &args.predict_cases {
+        let name = case
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "case".into());
+        let out = fig_dir.join(format!("predict_{name}.png"));
+        let (w, h) = crate::predict_figure::predict_case_figure(case, &out)
+            .with_context(|| format!("drawing {}", case.display()))?;
+        eprintln!("wrote {} ({w}x{h})", out.display());
+    }
+    draw_eval_figures(&args, fig_dir)
+}
+
+/// The paper-style table of a metric frame, printed.
+fn print_tables(results: &std::path::Path, args: &ReportArgs) -> anyhow::Result<()> {
+    let (rows, conv) =
+        read_results(results).with_context(|| format!("reading {}", results.display()))?;
     if rows.is_empty() {
-        anyhow::bail!("{}: holds no metric rows", args.results.display());
+        anyhow::bail!("{}: holds no metric rows", results.display());
     }
     let grouping = if args.by_method {
         Grouping::ByMethod
@@ -87,13 +123,11 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
         println!();
         print!("{}", render_claims(&check_claims(&rows)));
     }
-    if (!args.runs.is_empty() || !args.predictions.is_empty()) && args.figures.is_none() {
-        anyhow::bail!("--run and --predictions draw figures: give --figures DIR as well");
-    }
-    let Some(fig_dir) = &args.figures else {
-        return Ok(());
-    };
-    std::fs::create_dir_all(fig_dir).with_context(|| format!("creating {}", fig_dir.display()))?;
+    Ok(())
+}
+
+/// Figures from eval's predictions folders and runs' training logs.
+fn draw_eval_figures(args: &ReportArgs, fig_dir: &std::path::Path) -> anyhow::Result<()> {
     for (i, dir) in args.predictions.iter().enumerate() {
         // Named after the folder (`samples_stage1_n10.png`), as curves are after the run, so
         // that several folders drawn at once say which is which.

@@ -29,6 +29,7 @@ pub mod curves;
 pub mod figures;
 pub mod lsap;
 pub mod metric_rows;
+pub mod predict_figure;
 pub mod prediction_error;
 pub mod prediction_volumes;
 pub mod predictions;

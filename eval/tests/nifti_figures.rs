@@ -283,13 +283,14 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
     .unwrap();
     let figs = dir.path().join("figs");
     eval::cli::run_report(eval::cli::ReportArgs {
-        results,
+        results: Some(results),
         markdown: false,
         by_method: false,
         claims: false,
         figures: Some(figs.clone()),
         runs: vec![],
         predictions: vec![preds.clone()],
+        predict_cases: vec![],
         figure_slices: ROWS,
     })
     .unwrap();

@@ -349,13 +349,14 @@ fn predictions_round_trip_score_and_draw() {
     schemas::write_table(&run_dir.join("train_log.parquet"), &log, &[]).unwrap();
     let figs = dir.path().join("figs");
     eval::cli::run_report(eval::cli::ReportArgs {
-        results: results.clone(),
+        results: Some(results.clone()),
         markdown: true,
         by_method: false,
         claims: true,
         figures: Some(figs.clone()),
         runs: vec![run_dir],
         predictions: vec![pred_dir.clone()],
+        predict_cases: vec![],
         figure_slices: 3,
     })
     .unwrap();

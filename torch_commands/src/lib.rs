@@ -1,4 +1,4 @@
-//! The commands that need libtorch (`train`, `eval`), built as `libdpersona_torch.so`.
+//! The commands that need libtorch (`train`, `eval`, `predict`), built as `libdpersona_torch.so`.
 //!
 //! Why a separate shared library: loading libtorch costs about half a second and ~450 MB of
 //! resident memory at process start (its static initialisers register thousands of
@@ -32,6 +32,8 @@ enum TorchCommand {
     Train(train::cli::TrainArgs),
     /// Score a trained run (or predictions made by any tool) into a Parquet metric frame.
     Eval(train::cli::EvalArgs),
+    /// Apply a trained run to unlabelled scans: rater masks, samples, mean, uncertainty.
+    Predict(train::predict::args::PredictArgs),
 }
 
 /// The interface version this library implements.
@@ -83,6 +85,7 @@ fn run(args: Vec<OsString>) -> c_int {
     let result = match cli.command {
         TorchCommand::Train(args) => train::cli::run_train(args),
         TorchCommand::Eval(args) => train::cli::run_eval(args),
+        TorchCommand::Predict(args) => train::predict::args::run_predict(args),
     };
     match result {
         Ok(()) => 0,

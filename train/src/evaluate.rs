@@ -498,7 +498,7 @@ fn check_manifest_matches_run(
 }
 
 /// The best checkpoint's sidecar of a stage folder, or an error saying it is missing.
-fn read_best(dir: &Path) -> Result<checkpoint::CheckpointInfo, EvalError> {
+pub(crate) fn read_best(dir: &Path) -> Result<checkpoint::CheckpointInfo, EvalError> {
     checkpoint::read_info(dir, Slot::Best)?.ok_or_else(|| {
         EvalError::Setup(format!(
             "{}: no best checkpoint (best.json is missing); train first",
@@ -508,7 +508,7 @@ fn read_best(dir: &Path) -> Result<checkpoint::CheckpointInfo, EvalError> {
 }
 
 /// Loads `best` into `vs` and checks the weights' SHA-256 against the sidecar; returns it.
-fn load_checked(
+pub(crate) fn load_checked(
     dir: &Path,
     best: &checkpoint::CheckpointInfo,
     vs: &mut tch::nn::VarStore,

@@ -18,6 +18,7 @@
 //! - [`infer`]: probability maps from a trained model, scored with eval's metric code.
 //! - [`validation`]: per-epoch validation on the units eval scores (slices or volumes).
 //! - [`evaluate`]: `dpersona eval` on a run: units, sample counts, metric frames.
+//! - [`predict`]: `dpersona predict`: a run applied to unlabelled scans, NIfTI out.
 //! - [`baselines`]: the compared methods (label fusion, Prob. U-Net, CM, Pionono, ...).
 //! - [`baseline_trainer`]: the baselines' training loop on the trainer's machinery.
 pub mod baseline_trainer;
@@ -34,6 +35,7 @@ pub mod losses;
 pub mod models;
 pub mod nan_policy;
 pub mod optim;
+pub mod predict;
 pub mod run_dir;
 pub mod schedule;
 pub mod seeding;

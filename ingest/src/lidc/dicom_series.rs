@@ -37,6 +37,9 @@ pub struct CtSlice {
     /// ImagePositionPatient z in mm.
     pub z_mm: f64,
     pub instance_number: i64,
+    /// ImagePositionPatient (x, y, z) in mm: where `dpersona predict` places its outputs
+    /// and patient-mm ROIs.
+    pub position: [f64; 3],
 }
 
 /// A CT series: slices ordered by increasing z, with the geometry they share.
@@ -54,6 +57,9 @@ pub struct CtSeries {
     pub slice_thickness: f64,
     /// Ordered by z; duplicate z positions keep the lower InstanceNumber (pylidc's rule).
     pub slices: Vec<CtSlice>,
+    /// ImageOrientationPatient of the first file (row direction, then column direction),
+    /// `None` when absent.
+    pub orientation: Option<[f64; 6]>,
 }
 
 fn err(path: &Path, reason: impl Into<String>) -> StudyError {
@@ -187,6 +193,7 @@ struct SliceHeader {
     columns: u32,
     spacing: [f64; 2],
     thickness: Option<f64>,
+    orientation: Option<[f64; 6]>,
     series_uid: String,
     study_uid: String,
     patient_id: String,
@@ -315,6 +322,7 @@ fn slice_header(
             )?,
             z_mm: ipp[2],
             instance_number: int(obj, tags::INSTANCE_NUMBER).unwrap_or(i64::MAX),
+            position: [ipp[0], ipp[1], ipp[2]],
         },
         rows,
         columns,
@@ -322,6 +330,9 @@ fn slice_header(
         thickness: floats(obj, tags::SLICE_THICKNESS)
             .and_then(|v| v.first().copied())
             .filter(|t| *t > 0.0),
+        orientation: floats(obj, tags::IMAGE_ORIENTATION_PATIENT)
+            .filter(|v| v.len() == 6 && v.iter().all(|x| x.is_finite()))
+            .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]),
         series_uid: required(
             text(obj, tags::SERIES_INSTANCE_UID),
             path,
@@ -385,6 +396,7 @@ pub fn read_series(files: &[PathBuf]) -> Result<CtSeries, StudyError> {
         h0.patient_id.clone(),
     );
     let thickness = h0.thickness;
+    let orientation = h0.orientation;
     let mut slices: Vec<CtSlice> = headers.into_iter().map(|h| h.slice).collect();
     slices.sort_by(|a, b| {
         a.z_mm
@@ -403,6 +415,7 @@ pub fn read_series(files: &[PathBuf]) -> Result<CtSeries, StudyError> {
         pixel_spacing: spacing,
         slice_thickness,
         slices,
+        orientation,
     })
 }
 

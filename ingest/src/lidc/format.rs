@@ -414,8 +414,7 @@ pub fn build_slices(
     let mut samples_cache: HashMap<usize, (SliceSamples, String)> = HashMap::new();
     let mut out = Vec::new();
     for (t, nod) in nodules.iter().enumerate() {
-        let row0 = nod.centre.0.round() as i32 - (crop / 2) as i32;
-        let col0 = nod.centre.1.round() as i32 - (crop / 2) as i32;
+        let (row0, col0) = crop_origin(nod.centre, crop);
         for (&k, slice) in &nod.slices {
             if let std::collections::hash_map::Entry::Vacant(slot) = samples_cache.entry(k) {
                 slot.insert(series.slice_samples(k)?);
@@ -459,6 +458,15 @@ pub fn build_slices(
     })
 }
 
+/// Top-left pixel `(row0, col0)` of the `crop x crop` window centred on `(row, col)` (the
+/// centre rounded to the nearest pixel). Shared with `dpersona predict`'s `--roi` crops.
+pub fn crop_origin(centre: (f64, f64), crop: usize) -> (i32, i32) {
+    (
+        centre.0.round() as i32 - (crop / 2) as i32,
+        centre.1.round() as i32 - (crop / 2) as i32,
+    )
+}
+
 /// The part of `0..len` that `start..start + size` covers, as (first, end) in both the
 /// source's and the crop's coordinates: `(src_first, crop_first, count)`.
 fn overlap(start: i32, size: usize, len: usize) -> (usize, usize, usize) {
@@ -475,8 +483,8 @@ fn overlap(start: i32, size: usize, len: usize) -> (usize, usize, usize) {
 }
 
 /// `[crop, crop]` windowed image at `(row0, col0)` of a `(rows, cols)` slice; pixels past
-/// the border are 0.
-fn crop_image(
+/// the border are 0. Shared with `dpersona predict`, which crops unlabelled CT the same way.
+pub fn crop_image(
     samples: &SliceSamples,
     (rows, cols): (usize, usize),
     (row0, col0): (i32, i32),

@@ -234,7 +234,7 @@ impl SourceFormat for NiftiFormat {
 }
 
 /// 3D (or 4D with one frame) and every voxel finite.
-fn check_volume(f: &Path, v: &Volume) -> Result<(), StudyError> {
+pub fn check_volume(f: &Path, v: &Volume) -> Result<(), StudyError> {
     let extra: usize = v.dims.iter().skip(3).product();
     if v.dims.len() < 3 || extra != 1 {
         return Err(StudyError::new(
@@ -260,7 +260,7 @@ fn check_volume(f: &Path, v: &Volume) -> Result<(), StudyError> {
 }
 
 /// Same shape and (within [`AFFINE_TOLERANCE_MM`]) the same affine as the case's first file.
-fn check_same_grid(f: &Path, v: &Volume, f0: &Path, v0: &Volume) -> Result<(), StudyError> {
+pub fn check_same_grid(f: &Path, v: &Volume, f0: &Path, v0: &Volume) -> Result<(), StudyError> {
     if v.shape3() != v0.shape3() {
         return Err(StudyError::new(
             f,
@@ -296,6 +296,102 @@ fn mean_std(data: &[f64]) -> (f64, f64) {
     let mean = data.iter().sum::<f64>() / n;
     let var = data.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
     (mean, var.sqrt())
+}
+
+/// Mean and population standard deviation of every channel (the z-score statistics), or
+/// an error naming the channel's file when it is constant. Shared with `dpersona predict`,
+/// which must normalise an unlabelled scan exactly as ingest normalised the training data.
+pub fn channel_stats(images: &[Volume], files: &[PathBuf]) -> Result<Vec<(f64, f64)>, StudyError> {
+    let mut stats = Vec::with_capacity(images.len());
+    for (c, img) in images.iter().enumerate() {
+        let (mean, std) = mean_std(&img.data);
+        if std.is_nan() || std <= 0.0 || !std.is_finite() {
+            return Err(StudyError::new(
+                files.get(c).cloned().unwrap_or_default(),
+                format!("channel is constant (every voxel {mean}): cannot z-score it"),
+            ));
+        }
+        stats.push((mean, std));
+    }
+    Ok(stats)
+}
+
+/// How a case's axial slices (`rows x cols`) become the `size x size` images the model
+/// sees: resampled (nearest, scipy `zoom(order=0)`) or cropped at native resolution with
+/// the window's top-left pixel at (`row0`, `col0`), zero-padded outside the slice.
+/// Ingest cuts training rows with it; `dpersona predict` cuts unlabelled scans with it and
+/// maps the model's outputs back through its inverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceGrid {
+    pub rows: usize,
+    pub cols: usize,
+    pub size: usize,
+    pub resample: bool,
+    /// Crop window origin (0, 0 when resampling).
+    pub row0: i64,
+    pub col0: i64,
+}
+
+impl SliceGrid {
+    /// The grid of a case that has no labels (prediction): resampling, or the centred
+    /// crop. `None` for [`CropMode::UnionBox`], whose window is placed on the raters'
+    /// marks and so cannot be reproduced without them.
+    pub fn without_labels(p: &NiftiParams, rows: usize, cols: usize) -> Option<Self> {
+        let size = p.crop_size as usize;
+        let (row0, col0) = match (p.resample, p.crop_mode) {
+            (true, _) => (0, 0),
+            (false, CropMode::Centre) => (centre_origin(rows, size), centre_origin(cols, size)),
+            (false, CropMode::UnionBox) => return None,
+        };
+        Some(SliceGrid {
+            rows,
+            cols,
+            size,
+            resample: p.resample,
+            row0,
+            col0,
+        })
+    }
+
+    /// One `[rows * cols]` slice on the model grid `[size * size]` (`fill` pads a crop).
+    pub fn apply<T: Copy>(&self, img: &[T], fill: T) -> Vec<T> {
+        if self.resample {
+            resample_nearest(img, self.rows, self.cols, self.size)
+        } else {
+            crop(
+                img, self.rows, self.cols, self.row0, self.col0, self.size, fill,
+            )
+        }
+    }
+}
+
+/// The model input of axial plane `k`: every channel z-scored with `stats`, then put on
+/// `grid`, as `[C * size * size]` f32 (crop padding 0, i.e. the channel mean).
+pub fn model_image(
+    images: &[Volume],
+    stats: &[(f64, f64)],
+    grid: &SliceGrid,
+    k: usize,
+) -> Vec<f32> {
+    let mut image = Vec::with_capacity(images.len() * grid.size * grid.size);
+    for (img, &(mean, std)) in images.iter().zip(stats) {
+        let z: Vec<f64> = axial_slice(img, k)
+            .iter()
+            .map(|v| (v - mean) / std)
+            .collect();
+        image.extend(grid.apply(&z, 0.0).into_iter().map(|v| v as f32));
+    }
+    image
+}
+
+/// `slice_index` of axial plane `k` of a volume with `nz` planes and affine `a`: planes
+/// ordered by world z, 0 = lowest (so an inverted z axis counts down).
+pub fn slice_index(a: &[[f64; 4]; 3], nz: usize, k: usize) -> usize {
+    if a[2][2] >= 0.0 {
+        k
+    } else {
+        nz - 1 - k
+    }
 }
 
 /// FNV-1a of the case id: mixes the case into the empty-slice seed, stable across runs.
@@ -346,18 +442,7 @@ fn slice_study(
             volume_shape,
         });
     }
-    // z-score statistics per channel, over the whole volume.
-    let mut stats = Vec::with_capacity(images.len());
-    for (c, img) in images.iter().enumerate() {
-        let (mean, std) = mean_std(&img.data);
-        if std.is_nan() || std <= 0.0 || !std.is_finite() {
-            return Err(StudyError::new(
-                &study.files[c],
-                format!("channel is constant (every voxel {mean}): cannot z-score it"),
-            ));
-        }
-        stats.push((mean, std));
-    }
+    let stats = channel_stats(images, &study.files)?;
     // Crop window (native resolution only): one per case.
     let (row0, col0) = if p.resample {
         (0i64, 0i64)
@@ -379,19 +464,13 @@ fn slice_study(
             }
         }
     };
-    let to_grid_f = |img: Vec<f64>| -> Vec<f64> {
-        if p.resample {
-            resample_nearest(&img, rows, cols, size)
-        } else {
-            crop(&img, rows, cols, row0, col0, size, 0.0)
-        }
-    };
-    let to_grid_u8 = |m: &[u8]| -> Vec<u8> {
-        if p.resample {
-            resample_nearest(m, rows, cols, size)
-        } else {
-            crop(m, rows, cols, row0, col0, size, 0)
-        }
+    let grid = SliceGrid {
+        rows,
+        cols,
+        size,
+        resample: p.resample,
+        row0,
+        col0,
     };
     // Which unmarked slices to keep.
     let mut empty: Vec<usize> = (0..nz).filter(|&k| !marked[k]).collect();
@@ -402,10 +481,8 @@ fn slice_study(
         .filter(|&k| marked[k])
         .chain(empty.into_iter().take(n_keep))
         .collect();
-    // Slice index ordered by world z (0 = lowest z).
-    let z_up = a[2][2] >= 0.0;
-    let slice_index = |k: usize| if z_up { k } else { nz - 1 - k };
-    keep.sort_by_key(|&k| slice_index(k));
+    let index_of = |k: usize| slice_index(&a, nz, k);
+    keep.sort_by_key(|&k| index_of(k));
     // Spacing from the affine's columns (x = col, y = row); resampling stretches it.
     let norm = |j: usize| (0..3).map(|i| a[i][j] * a[i][j]).sum::<f64>().sqrt();
     let (mut sp_row, mut sp_col) = (norm(1), norm(0));
@@ -427,23 +504,16 @@ fn slice_study(
     let slices = keep
         .into_iter()
         .map(|k| {
-            let mut image = Vec::with_capacity(images.len() * size * size);
-            for (img, &(mean, std)) in images.iter().zip(&stats) {
-                let z: Vec<f64> = axial_slice(img, k)
-                    .iter()
-                    .map(|v| (v - mean) / std)
-                    .collect();
-                image.extend(to_grid_f(z).into_iter().map(|v| v as f32));
-            }
+            let image = model_image(images, &stats, &grid, k);
             let mut m = Vec::with_capacity(masks.len() * size * size);
             for r in &masks {
-                m.extend(to_grid_u8(&r[k]));
+                m.extend(grid.apply(&r[k], 0u8));
             }
             let mut rec = SliceRecord {
                 study_id: study.study_id.clone(),
                 patient_id: study.patient_id.clone(),
                 target_id: TARGET_ID.into(),
-                slice_index: slice_index(k) as i32,
+                slice_index: index_of(k) as i32,
                 z_mm: a[2][0] * cx + a[2][1] * cy + a[2][2] * k as f64 + a[2][3],
                 height: size as u32,
                 width: size as u32,

@@ -11,4 +11,4 @@ pub mod layout;
 pub mod slicing;
 pub mod volume;
 
-pub use format::{CropMode, NiftiFormat, NiftiParams};
+pub use format::{CropMode, NiftiFormat, NiftiParams, SliceGrid};

@@ -43,6 +43,13 @@ impl Volume {
 /// NIfTI-2 and CIFTI-2 files fail here with an error that names them: the `nifti` crate
 /// reads NIfTI-1 only.
 pub fn read_volume(path: &Path) -> Result<Volume, StudyError> {
+    read_volume_with_header(path).map(|(v, _)| v)
+}
+
+/// [`read_volume`] plus the file's header as stored, for writers that must give their
+/// output exactly the input's geometry (`dpersona predict` writes its volumes with the
+/// input's header as reference, so sform, qform, codes and pixdim match the source).
+pub fn read_volume_with_header(path: &Path) -> Result<(Volume, ::nifti::NiftiHeader), StudyError> {
     let obj = ReaderOptions::new().read_file(path).map_err(|e| {
         let hint = match nifti2_magic(path) {
             Some(true) => "this is a NIfTI-2 file; only NIfTI-1 is supported (convert it, e.g. with nibabel: nib.Nifti1Image(img.dataobj, img.affine).to_filename(...))".to_string(),
@@ -61,12 +68,15 @@ pub fn read_volume(path: &Path) -> Result<Volume, StudyError> {
     let data: Vec<f64> = arr.t().iter().copied().collect();
     let pixdim = [1, 2, 3].map(|k| header.pixdim[k] as f64);
     let affine = best_affine(&header, &dims);
-    Ok(Volume {
-        dims,
-        data,
-        affine,
-        pixdim,
-    })
+    Ok((
+        Volume {
+            dims,
+            data,
+            affine,
+            pixdim,
+        },
+        header,
+    ))
 }
 
 /// The voxel bytes the `nifti` crate read must be exactly `dims x datatype size`: its
