@@ -291,11 +291,61 @@ impl SourceFormat for LidcPickleFormat {
 fn build_row(p: &Parsed, item: &Item, a: &ItemArrays) -> Result<SliceRecord, String> {
     let data: &[u8] = &p.map;
     let s = p.size;
+    // uint8 images and uint8/bool masks in C order (what numpy pickles) are read from their
+    // bytes directly; every other dtype and order goes through the element-wise decode.
+    fn direct<'d>(arr: &'d crate::pickle::numpy::Array, data: &'d [u8]) -> Option<&'d [u8]> {
+        matches!(arr.dtype.kind, Kind::U8 | Kind::Bool)
+            .then(|| arr.c_order_bytes(data))
+            .flatten()
+    }
+    let image: Vec<f32> =
+        if let (Kind::U8, Some(bytes)) = (a.image.dtype.kind, direct(&a.image, data)) {
+            bytes.iter().map(|&v| v as f32 / 255.0f32).collect()
+        } else {
+            decoded_image(a, data, s)?
+        };
+    let mut masks = Vec::with_capacity(N_MASKS * s * s);
+    for (r, m) in a.masks.iter().enumerate() {
+        if let Some(bytes) = direct(m, data) {
+            // bool arrays hold 0/1 bytes too; anything else is reported like a value of 2.
+            if let Some(i) = bytes.iter().position(|&x| x > 1) {
+                return Err(format!(
+                    "mask {r} holds {} at pixel ({}, {}); masks must be 0/1",
+                    bytes[i],
+                    i / s,
+                    i % s
+                ));
+            }
+            masks.extend_from_slice(bytes);
+            continue;
+        }
+        let v = m
+            .to_f64_c_order(data)
+            .ok_or_else(|| format!("mask {r} could not be decoded"))?;
+        for (i, &x) in v.iter().enumerate() {
+            if x == 0.0 {
+                masks.push(0);
+            } else if x == 1.0 {
+                masks.push(1);
+            } else {
+                return Err(format!(
+                    "mask {r} holds {x} at pixel ({}, {}); masks must be 0/1",
+                    i / s,
+                    i % s
+                ));
+            }
+        }
+    }
+    build_record(p, item, image, masks)
+}
+
+/// The image of an item whose dtype or memory order has no direct path, element by element.
+fn decoded_image(a: &ItemArrays, data: &[u8], s: usize) -> Result<Vec<f32>, String> {
     let raw = a
         .image
         .to_f64_c_order(data)
         .ok_or("image data could not be decoded")?;
-    let image: Vec<f32> = match a.image.dtype.kind {
+    Ok(match a.image.dtype.kind {
         Kind::U8 => raw.iter().map(|&v| v as f32 / 255.0f32).collect(),
         Kind::F32 | Kind::F64 => {
             if let Some(i) = raw.iter().position(|v| !(0.0..=1.0).contains(v)) {
@@ -315,26 +365,17 @@ fn build_row(p: &Parsed, item: &Item, a: &ItemArrays) -> Result<SliceRecord, Str
                 a.image.dtype.name()
             ))
         }
-    };
-    let mut masks = Vec::with_capacity(N_MASKS * s * s);
-    for (r, m) in a.masks.iter().enumerate() {
-        let v = m
-            .to_f64_c_order(data)
-            .ok_or_else(|| format!("mask {r} could not be decoded"))?;
-        for (i, &x) in v.iter().enumerate() {
-            if x == 0.0 {
-                masks.push(0);
-            } else if x == 1.0 {
-                masks.push(1);
-            } else {
-                return Err(format!(
-                    "mask {r} holds {x} at pixel ({}, {}); masks must be 0/1",
-                    i / s,
-                    i % s
-                ));
-            }
-        }
-    }
+    })
+}
+
+/// The slice row of one item from its checked image and masks.
+fn build_record(
+    p: &Parsed,
+    item: &Item,
+    image: Vec<f32>,
+    masks: Vec<u8>,
+) -> Result<SliceRecord, String> {
+    let s = p.size;
     let mut rec = SliceRecord {
         study_id: item.study_id.clone(),
         patient_id: item.patient_id.clone(),

@@ -231,6 +231,18 @@ impl Array {
         self.len() == 0
     }
 
+    /// The element bytes when they already lie in C (row-major) order: a C-ordered array,
+    /// or a Fortran-ordered one with at most one axis longer than 1. Lets readers of the
+    /// common case (uint8 images and 0/1 masks straight from numpy) skip the element-wise
+    /// decode of [`Array::to_f64_c_order`]. `None` if `data` is not the parsed buffer.
+    pub fn c_order_bytes<'d>(&'d self, data: &'d [u8]) -> Option<&'d [u8]> {
+        let long_axes = self.shape.iter().filter(|&&d| d > 1).count();
+        if self.fortran && long_axes > 1 {
+            return None;
+        }
+        self.data.bytes(data)
+    }
+
     /// Every element in C (row-major) order as f64, decoded from `data` (the buffer that
     /// was parsed). `None` if `data` is not that buffer.
     pub fn to_f64_c_order(&self, data: &[u8]) -> Option<Vec<f64>> {
