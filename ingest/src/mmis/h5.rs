@@ -27,6 +27,13 @@ impl H5File {
     /// truncated, unreadable).
     pub fn read(path: &Path) -> Result<Self, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+        Self::from_bytes(bytes)
+    }
+
+    /// Parses a whole file already in memory ([`H5File::read`] without the file system:
+    /// the fuzz target `mmis_h5` feeds arbitrary bytes here). Errors name no path; the
+    /// caller adds it.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
         let sha256 = schemas::hashing::sha256_bytes(&bytes);
         let file =
             Hdf5File::from_vec(bytes).map_err(|e| format!("not a readable HDF5 file ({e})"))?;
