@@ -183,3 +183,33 @@ for f in sorted(glob.glob(os.path.join(d, '**', '*'), recursive=True)):
         truncated.len()
     );
 }
+
+/// An HDF5 file (target `mmis_h5`) whose dataset header holds a v1/v2 contiguous layout
+/// message with dimensions that multiply past `u64`: hdf5-reader overflowed (`attempt to
+/// multiply with overflow` in `messages::layout::parse_v1_v2`) while listing the root
+/// group. The adapter (ingest/src/mmis/h5.rs) turns the panic into an error; the MMIS
+/// reader adds the file's path to it.
+#[test]
+fn hdf5_layout_dimensions_overflowing_u64_are_refused() {
+    use ingest::mmis::format::{CHANNELS, LABELS, SPACING};
+    use ingest::mmis::h5::H5File;
+    let path = artifact("h5_layout_dims_overflow.h5");
+    let f = H5File::read(&path).expect("the superblock parses");
+    let mut errors = Vec::new();
+    for key in CHANNELS.iter().chain(&LABELS).chain(&[SPACING]) {
+        match f.has(key) {
+            Err(e) => errors.push(e),
+            Ok(true) => errors.extend(f.read_f64(key).err()),
+            Ok(false) => {}
+        }
+    }
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(
+            e.contains("malformed HDF5 file: hdf5-reader panicked while listing the root group")
+                && e.contains("attempt to multiply with overflow"),
+            "{e}"
+        );
+    }
+    println!("{errors:#?}");
+}
