@@ -178,5 +178,29 @@ for proto in (2, 4, 5):
 put("lidc_pickle", "float_fortran.pkl",
     pickle.dumps({"a": np.asfortranarray(rng.random((3, 4)).astype(">f4"))}, protocol=2))
 
+# ---- MMIS HDF5 (h5py) -----------------------------------------------------------------
+import h5py  # noqa: E402
+
+
+def mmis(storage, shape=(2, 4, 4), libver=None, f_dtype="f4") -> bytes:
+    """One MMIS Task 1 case: t1, t1c, t2, label_a1..a4, voxel_spacing; tiny shapes."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", libver=libver) as f:
+        for i, k in enumerate(["t1", "t1c", "t2"]):
+            f.create_dataset(k, data=(rng.random(shape) * 100).astype(f_dtype), **storage)
+        for i in range(4):
+            f.create_dataset(f"label_a{i + 1}", data=(rng.random(shape) > 0.5).astype("u1"), **storage)
+        f.create_dataset("voxel_spacing", data=np.asarray([3.0, 0.5, 0.5], dtype="f8"))
+    return buf.getvalue()
+
+
+put("mmis_h5", "contiguous.h5", mmis({}))
+put("mmis_h5", "chunked_gzip_shuffle.h5",
+    mmis(dict(chunks=(1, 2, 4), compression="gzip", shuffle=True), libver="latest"))
+put("mmis_h5", "slice2d_latest.h5", mmis({}, shape=(4, 4), libver="latest", f_dtype="<f8"))
+put("mmis_h5", "chunked_fletcher_be.h5",
+    mmis(dict(chunks=(2, 2, 2), compression="gzip", compression_opts=1, shuffle=True, fletcher32=True),
+         f_dtype=">i2", libver="latest"))
+
 total = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file())
 print(f"seeds: {sum(1 for p in ROOT.rglob('*') if p.is_file())} files, {total} bytes under {ROOT}")

@@ -24,11 +24,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="$root/fuzz/target"
-TARGETS=(lidc_xml dicom_series nifti_volume predictions_folder lidc_pickle)
+TARGETS=(lidc_xml dicom_series nifti_volume predictions_folder lidc_pickle mmis_h5)
 # Largest input per target: big enough for a few small files, small enough that a
 # decompression bomb cannot legitimately need more than the memory limit.
 declare -A MAX_LEN=([lidc_xml]=65536 [dicom_series]=65536 [nifti_volume]=32768
-                    [predictions_folder]=65536 [lidc_pickle]=65536)
+                    [predictions_folder]=65536 [lidc_pickle]=65536
+                    [mmis_h5]=32768)
 NICE="nice -n 10"
 
 ensure_cargo_fuzz() {

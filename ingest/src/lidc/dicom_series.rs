@@ -79,13 +79,16 @@ fn unreadable(path: &Path, e: &(dyn std::error::Error + 'static)) -> StudyError 
 }
 
 /// Opens a DICOM file, turning the crate's error into a reason that names the problem.
+/// Element lengths are checked against the file first ([`super::claimed_lengths`]).
 fn open(path: &Path) -> Result<DefaultDicomObject, StudyError> {
+    super::claimed_lengths::check_file(path)?;
     open_file(path).map_err(|e| unreadable(path, &e))
 }
 
 /// Like [`open`], parsing a file already read into memory (`bytes`), with the preamble rule
 /// `open_file` applies: skip 128 bytes unless the file starts with the "DICM" magic.
 fn open_bytes(path: &Path, bytes: &[u8]) -> Result<DefaultDicomObject, StudyError> {
+    super::claimed_lengths::check_bytes(path, bytes)?;
     let at = |i: usize| bytes.get(i..i + 4) == Some(b"DICM".as_slice());
     let preamble = if at(0) && !at(128) {
         ReadPreamble::Never
@@ -221,6 +224,8 @@ fn header_with_verified_pixels(path: &Path) -> Option<DefaultDicomObject> {
     use std::io::{Read, Seek, SeekFrom};
     const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
     const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+    // A refused file gets None: the caller's full open refuses it again, with the reason.
+    super::claimed_lengths::check_file(path).ok()?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)

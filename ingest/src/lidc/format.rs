@@ -78,6 +78,7 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<PathBuf>)>) -> Result<(), StudyE
 
 /// Series UID, patient id and modality of a DICOM file, reading its header only.
 fn header_ids(path: &Path) -> Result<(String, String, String), StudyError> {
+    super::claimed_lengths::check_file(path)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)

@@ -5,6 +5,15 @@
 //! The file is read into memory once ([`H5File::read`]): the same bytes are hashed for the
 //! manifest and parsed, and nothing is memory-mapped (a file truncated while mapped would
 //! raise SIGBUS instead of an error).
+//!
+//! hdf5-reader panics on some malformed object headers (found by the fuzz target
+//! `mmis_h5`: a v1/v2 contiguous layout message whose dimensions multiply past `u64`
+//! overflows in `messages::layout::parse_v1_v2`, reached from listing the root group).
+//! Those headers are parsed lazily deep inside the crate, so we cannot check them first
+//! without writing our own HDF5 parser; instead every call into the crate runs under
+//! [`contain`], which turns a panic into an error (the caller adds the file's path).
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use hdf5_reader::{Datatype, H5Type, Hdf5File};
@@ -27,14 +36,26 @@ impl H5File {
     /// truncated, unreadable).
     pub fn read(path: &Path) -> Result<Self, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+        Self::from_bytes(bytes)
+    }
+
+    /// Parses a whole file already in memory ([`H5File::read`] without the file system:
+    /// the fuzz target `mmis_h5` feeds arbitrary bytes here). Errors name no path; the
+    /// caller adds it.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
         let sha256 = schemas::hashing::sha256_bytes(&bytes);
-        let file =
-            Hdf5File::from_vec(bytes).map_err(|e| format!("not a readable HDF5 file ({e})"))?;
+        let file = contain("parsing the superblock", || {
+            Hdf5File::from_vec(bytes).map_err(|e| format!("not a readable HDF5 file ({e})"))
+        })?;
         Ok(H5File { file, sha256 })
     }
 
     /// Whether the root group has a member `key`. An unreadable root group is an error.
     pub fn has(&self, key: &str) -> Result<bool, String> {
+        contain("listing the root group", || self.has_unguarded(key))
+    }
+
+    fn has_unguarded(&self, key: &str) -> Result<bool, String> {
         let root = self
             .file
             .root_group()
@@ -49,6 +70,10 @@ impl H5File {
     /// either byte order (64-bit integers beyond 2^53 lose precision, as in numpy's
     /// `astype(float64)`).
     pub fn read_f64(&self, key: &str) -> Result<Array<f64>, String> {
+        contain(&format!("reading `{key}`"), || self.read_f64_unguarded(key))
+    }
+
+    fn read_f64_unguarded(&self, key: &str) -> Result<Array<f64>, String> {
         let ds = self.dataset(key)?;
         let shape = ds.shape().iter().map(|&n| n as usize).collect();
         let data = match ds.dtype().clone() {
@@ -84,6 +109,37 @@ impl H5File {
             .dataset(key)
             .map_err(|e| format!("`{key}`: cannot open the dataset ({e})"))
     }
+}
+
+thread_local! {
+    /// How many [`contain`] calls are running on this thread (they nest: `read_f64` calls
+    /// `has`).
+    static CONTAINING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this thread is inside [`contain`], so that a panic hook may let the panic
+/// unwind to it: the fuzz target's libFuzzer hook aborts on every panic, caught or not,
+/// and wraps itself to skip the panics this adapter turns into errors.
+pub fn panic_is_contained() -> bool {
+    CONTAINING.with(|c| c.get() > 0)
+}
+
+/// Runs `f` (a call into hdf5-reader), turning a panic into an error that says what was
+/// being done. The default panic hook still prints the panic message to stderr.
+fn contain<R>(doing: &str, f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
+    CONTAINING.with(|c| c.set(c.get() + 1));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(c.get() - 1));
+    result.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(format!(
+            "malformed HDF5 file: hdf5-reader panicked while {doing} ({why})"
+        ))
+    })
 }
 
 fn read<T: H5Type + Clone>(ds: &hdf5_reader::Dataset, key: &str) -> Result<Vec<T>, String> {

@@ -1,0 +1,318 @@
+//! A walk over a DICOM file's element headers that refuses any element whose declared
+//! value length exceeds the bytes left in the file, before dicom-object sees the file.
+//!
+//! Why: dicom-object and dicom-parser allocate (and zero) an element's declared length
+//! before reading its value, so a 194-byte file claiming a 2.3 GB file-meta element cost
+//! 2.3 GB and 16 s, and a 1.8 GB string claim aborts the process where memory is short
+//! (dicom-parser's `resize_with` is infallible). No valid element can be longer than what
+//! is left of the file, so the check refuses nothing a real scan holds.
+//!
+//! What is walked: the file meta group (explicit VR little endian, after the 128-byte
+//! preamble and "DICM" when present), then the data set in the transfer syntax the meta
+//! group names (implicit VR LE, explicit VR big endian, explicit VR LE for all others).
+//! Sequences and items are descended into (their elements are checked too); items of
+//! encapsulated pixel data (fragments) are skipped by their length. Undefined length
+//! (0xFFFFFFFF) is legal for sequences, items, UN and encapsulated OB/OW pixel data.
+//! The walk stops without a verdict (Ok) where it cannot follow the encoding (a deflated
+//! data set, a UN of undefined length, no "DICM" magic, a header cut short): dicom-object
+//! then reports that problem itself, and none of those lets an element claim more than the
+//! file holds on the walked part.
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+
+use crate::study::StudyError;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
+
+/// Checks the file at `path` (reads only element headers and the transfer syntax UID).
+pub fn check_file(path: &Path) -> Result<(), StudyError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| StudyError::new(path, format!("cannot read the file: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StudyError::new(path, format!("cannot read the file: {e}")))?
+        .len();
+    check(path, std::io::BufReader::new(file), len)
+}
+
+/// Checks a file already read into memory (`bytes` are the contents of `path`).
+pub fn check_bytes(path: &Path, bytes: &[u8]) -> Result<(), StudyError> {
+    check(path, std::io::Cursor::new(bytes), bytes.len() as u64)
+}
+
+fn check<R: Read + Seek>(path: &Path, r: R, len: u64) -> Result<(), StudyError> {
+    let mut w = Walker {
+        r,
+        len,
+        pos: 0,
+        big_endian: false,
+        explicit: true,
+    };
+    match w.walk() {
+        Ok(()) | Err(Stop::Unfollowable) => Ok(()),
+        Err(Stop::TooLong { tag, claim, left }) => Err(StudyError::new(
+            path,
+            format!(
+                "element ({:04X},{:04X}) claims a value of {claim} bytes, but only {left} bytes \
+                 are left in the file (corrupt or truncated DICOM file)",
+                tag.group(),
+                tag.element()
+            ),
+        )),
+        Err(Stop::BadVr { tag, code }) => Err(StudyError::new(
+            path,
+            format!(
+                "file meta element ({:04X},{:04X}) has no valid VR (bytes {:02X} {:02X}) \
+                 (corrupt DICOM file)",
+                tag.group(),
+                tag.element(),
+                code[0],
+                code[1]
+            ),
+        )),
+        Err(Stop::BadUndefined { tag, vr }) => Err(StudyError::new(
+            path,
+            format!(
+                "element ({:04X},{:04X}) of VR {vr} has an undefined length, which only \
+                 sequences, items and encapsulated pixel data may have (corrupt DICOM file)",
+                tag.group(),
+                tag.element()
+            ),
+        )),
+    }
+}
+
+enum Stop {
+    /// The walk cannot follow the encoding any further: no verdict.
+    Unfollowable,
+    /// Not a VR code: refused in the file meta group (always explicit VR, and
+    /// dicom-object allocates what the bytes after it claim), no verdict in the data set.
+    BadVr {
+        tag: Tag,
+        code: [u8; 2],
+    },
+    TooLong {
+        tag: Tag,
+        claim: u32,
+        left: u64,
+    },
+    BadUndefined {
+        tag: Tag,
+        vr: &'static str,
+    },
+}
+
+/// I/O errors (a file cut short, a read failing) end the walk without a verdict.
+impl From<std::io::Error> for Stop {
+    fn from(_: std::io::Error) -> Self {
+        Stop::Unfollowable
+    }
+}
+
+struct Walker<R> {
+    r: R,
+    len: u64,
+    pos: u64,
+    big_endian: bool,
+    explicit: bool,
+}
+
+impl<R: Read + Seek> Walker<R> {
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], Stop> {
+        let mut b = [0u8; N];
+        self.r.read_exact(&mut b)?;
+        self.pos += N as u64;
+        Ok(b)
+    }
+
+    fn u16(&mut self) -> Result<u16, Stop> {
+        let b = self.bytes::<2>()?;
+        Ok(if self.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    }
+
+    fn u32(&mut self) -> Result<u32, Stop> {
+        let b = self.bytes::<4>()?;
+        Ok(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), Stop> {
+        self.r.seek(SeekFrom::Start(self.pos + n))?;
+        self.pos += n;
+        Ok(())
+    }
+
+    fn left(&self) -> u64 {
+        self.len.saturating_sub(self.pos)
+    }
+
+    /// Refuses a defined `claim` longer than what is left after the header just read.
+    fn bounded(&self, tag: Tag, claim: u32) -> Result<(), Stop> {
+        if claim != UNDEFINED && u64::from(claim) > self.left() {
+            return Err(Stop::TooLong {
+                tag,
+                claim,
+                left: self.left(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One element header: tag, VR (None for items, delimiters and implicit VR) and length.
+    fn header(&mut self) -> Result<(Tag, Option<VR>, u32), Stop> {
+        let tag = Tag(self.u16()?, self.u16()?);
+        if tag.group() == 0xFFFE || !self.explicit {
+            return Ok((tag, None, self.u32()?));
+        }
+        let code = self.bytes::<2>()?;
+        let vr = VR::from_binary(code).ok_or(Stop::BadVr { tag, code })?;
+        let long = matches!(
+            vr,
+            VR::OB
+                | VR::OD
+                | VR::OF
+                | VR::OL
+                | VR::OV
+                | VR::OW
+                | VR::SQ
+                | VR::SV
+                | VR::UC
+                | VR::UN
+                | VR::UR
+                | VR::UT
+                | VR::UV
+        );
+        let len = if long {
+            self.bytes::<2>()?;
+            self.u32()?
+        } else {
+            u32::from(self.u16()?)
+        };
+        Ok((tag, Some(vr), len))
+    }
+
+    fn walk(&mut self) -> Result<(), Stop> {
+        // Preamble rule of dicom-object's `open_file`: "DICM" at 0, else at 128.
+        let magic_at = |w: &mut Self, at: u64| -> Result<bool, Stop> {
+            w.r.seek(SeekFrom::Start(at))?;
+            w.pos = at;
+            Ok(&w.bytes::<4>()? == b"DICM")
+        };
+        if !magic_at(self, 128).unwrap_or(false) && !magic_at(self, 0)? {
+            return Err(Stop::Unfollowable);
+        }
+        // File meta group: explicit VR little endian, tags of group 0002.
+        let mut ts = String::new();
+        loop {
+            let start = self.pos;
+            // The first data-set element ends the group; its header may be implicit VR.
+            let (tag, vr, len) = match self.header() {
+                Err(Stop::BadVr { tag, .. }) if tag.group() != 0x0002 => (tag, None, 0),
+                h => h?,
+            };
+            if tag.group() != 0x0002 {
+                self.r.seek(SeekFrom::Start(start))?;
+                self.pos = start;
+                break;
+            }
+            if len == UNDEFINED {
+                return Err(Stop::BadUndefined {
+                    tag,
+                    vr: vr.map_or("(none)", |v| v.to_string()),
+                });
+            }
+            self.bounded(tag, len)?;
+            if tag == Tag(0x0002, 0x0010) && len <= 64 {
+                let mut b = vec![0u8; len as usize];
+                self.r.read_exact(&mut b)?;
+                self.pos += u64::from(len);
+                ts = String::from_utf8_lossy(&b)
+                    .trim_end_matches(['\0', ' '])
+                    .to_string();
+            } else {
+                self.skip(u64::from(len))?;
+            }
+        }
+        match ts.as_str() {
+            IMPLICIT_LE => self.explicit = false,
+            EXPLICIT_BE => self.big_endian = true,
+            DEFLATED_LE => return Err(Stop::Unfollowable),
+            _ => {}
+        }
+        self.data_set()
+    }
+
+    /// The data set, linearly: sequences and items are entered (their elements follow in
+    /// the stream), so only leaf values and fragments are skipped.
+    fn data_set(&mut self) -> Result<(), Stop> {
+        let mut fragments = false;
+        while self.left() > 0 {
+            let (tag, vr, len) = match self.header() {
+                Err(Stop::BadVr { .. }) => return Err(Stop::Unfollowable),
+                h => h?,
+            };
+            let item = tag == Tag(0xFFFE, 0xE000);
+            if tag == Tag(0xFFFE, 0xE00D) || tag == Tag(0xFFFE, 0xE0DD) {
+                // Delimiters (length 0 by the standard; a non-zero one is skipped, bounded).
+                self.bounded(tag, len)?;
+                if len != UNDEFINED {
+                    self.skip(u64::from(len))?;
+                }
+                if tag == Tag(0xFFFE, 0xE0DD) {
+                    fragments = false;
+                }
+                continue;
+            }
+            if item {
+                self.bounded(tag, len)?;
+                if fragments {
+                    if len == UNDEFINED {
+                        return Err(Stop::Unfollowable);
+                    }
+                    self.skip(u64::from(len))?;
+                }
+                // A sequence item: its elements follow.
+                continue;
+            }
+            let vr = match vr {
+                Some(vr) => vr,
+                None => match StandardDataDictionary.by_tag(tag).map(|e| e.vr()) {
+                    Some(VirtualVr::Exact(vr)) => vr,
+                    _ if len == UNDEFINED && tag != Tag(0x7FE0, 0x0010) => VR::SQ,
+                    _ => VR::UN,
+                },
+            };
+            match (vr, len) {
+                (VR::SQ, _) => self.bounded(tag, len)?,
+                (VR::UN, UNDEFINED) => return Err(Stop::Unfollowable),
+                (VR::OB | VR::OW, UNDEFINED) => fragments = true,
+                (_, UNDEFINED) if tag == Tag(0x7FE0, 0x0010) => fragments = true,
+                (vr, UNDEFINED) => {
+                    return Err(Stop::BadUndefined {
+                        tag,
+                        vr: vr.to_string(),
+                    })
+                }
+                _ => {
+                    self.bounded(tag, len)?;
+                    self.skip(u64::from(len))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
