@@ -11,28 +11,6 @@ use ingest::pipeline::{run_ingest as pipeline_ingest, IngestError, IngestOptions
 
 const SCRIPT: &str = "lidc_pickle_reference.py";
 
-/// Runs `tests/py/SCRIPT ARGS` of THIS checkout (testkit's root is fixed when testkit is
-/// compiled, which a shared target dir may have done for another checkout); panics with
-/// its output unless it exits 0, returns its stdout.
-fn run_py<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/py")
-        .join(script);
-    let out = std::process::Command::new(testkit::python())
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    print!("{stdout}");
-    stdout
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -48,7 +26,7 @@ fn quiet() -> IngestOptions {
 fn fixtures() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let fx = dir.path().join("fx");
-    run_py(SCRIPT, &["write", s(&fx)]);
+    testkit::run_py(SCRIPT, &["write", s(&fx)]);
     (dir, fx)
 }
 
@@ -65,7 +43,8 @@ fn folds_match_numpy_and_sklearn() {
     let sizes = ["1", "2", "3", "4", "5", "17", "1000", "15096"];
     let mut args = vec!["folds"];
     args.extend(sizes);
-    let json: serde_json::Value = serde_json::from_str(run_py(SCRIPT, &args).trim()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(testkit::run_py(SCRIPT, &args).trim()).unwrap();
     for n in sizes {
         let case = &json[n];
         let patients: Vec<String> = serde_json::from_value(case["patients"].clone()).unwrap();
@@ -116,7 +95,7 @@ fn every_fixture_ingests_like_numpy() {
             summary.manifest.header.split_protocol.as_deref(),
             Some("lidc-image-kfold4-seed1337")
         );
-        run_py(SCRIPT, &["check", s(&file), s(&out), "image"]);
+        testkit::run_py(SCRIPT, &["check", s(&file), s(&out), "image"]);
     }
     let file = fx.join("mm_p4.pkl");
     let out = dir.path().join("out-patient");
@@ -125,7 +104,7 @@ fn every_fixture_ingests_like_numpy() {
         summary.manifest.header.split_protocol.as_deref(),
         Some("lidc-patient-kfold4-seed1337")
     );
-    run_py(SCRIPT, &["check", s(&file), s(&out), "patient"]);
+    testkit::run_py(SCRIPT, &["check", s(&file), s(&out), "patient"]);
 }
 
 #[test]
@@ -161,7 +140,7 @@ fn bad_items_are_rejects_naming_file_and_key() {
         "image".into(),
     ];
     args.extend(keys);
-    run_py(SCRIPT, &args);
+    testkit::run_py(SCRIPT, &args);
 }
 
 #[test]
@@ -169,7 +148,7 @@ fn malicious_pickles_are_refused_and_never_run() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("pwned");
     let mal = dir.path().join("mal");
-    run_py(SCRIPT, &["malicious", s(&mal), s(&marker)]);
+    testkit::run_py(SCRIPT, &["malicious", s(&mal), s(&marker)]);
     for (file, name) in [
         ("os_system.pkl", "os.system"),
         ("posix_system.pkl", "posix.system"),
@@ -249,7 +228,7 @@ fn cli_reads_the_file_and_refuses_split_flags() {
         "patient",
     ])
     .unwrap();
-    run_py(SCRIPT, &["check", s(&file), s(&out), "patient"]);
+    testkit::run_py(SCRIPT, &["check", s(&file), s(&out), "patient"]);
     let err = cli(&[
         "ingest",
         "lidc-pickle",

@@ -8,27 +8,12 @@ use std::path::Path;
 use ingest::mmis::{MmisFormat, MmisParams, Normalize};
 use ingest::pipeline::{run_ingest, IngestOptions};
 use ingest::study::SourceFormat;
-/// Runs tests/py/mmis_h5py.py of this checkout (found from this crate's folder, so a
-/// test binary built in a target dir shared by several checkouts runs its own script);
-/// returns whether it exited 0 and its output.
-fn run_script<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/mmis_h5py.py");
-    let out = std::process::Command::new(testkit::python())
-        .arg(&script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    (out.status.success(), text)
-}
 
 fn fixtures(raw: &Path) -> serde_json::Value {
-    let (ok, text) = run_script(&[std::ffi::OsStr::new("write"), raw.as_os_str()]);
+    let (ok, text) = testkit::run_script(
+        "mmis_h5py.py",
+        &[std::ffi::OsStr::new("write"), raw.as_os_str()],
+    );
     assert!(ok, "writing the h5py fixtures failed:\n{text}");
     serde_json::from_slice(&std::fs::read(raw.join("expect.json")).unwrap()).unwrap()
 }
@@ -85,14 +70,17 @@ fn ingest_and_check(raw: &Path, expect: &serde_json::Value, params: MmisParams) 
         .val_from_training
         .map_or("-".to_string(), |(a, b)| format!("{a}..{b}"));
     let size = params.crop_size.to_string();
-    let (ok, text) = run_script(&[
-        "check",
-        raw.to_str().unwrap(),
-        out.to_str().unwrap(),
-        &size,
-        normalize,
-        &range,
-    ]);
+    let (ok, text) = testkit::run_script(
+        "mmis_h5py.py",
+        &[
+            "check",
+            raw.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &size,
+            normalize,
+            &range,
+        ],
+    );
     assert!(ok, "rows disagree with h5py + scipy:\n{text}");
     text
 }
@@ -211,7 +199,10 @@ fn cli_runs_end_to_end_and_refuses_the_seeded_split_flags() {
     ])
     .unwrap();
     ingest::cli::run_ingest(cli.ingest).unwrap();
-    let (ok, text) = run_script(&["check", raw_s, out_s, "128", "none", "80..99"]);
+    let (ok, text) = testkit::run_script(
+        "mmis_h5py.py",
+        &["check", raw_s, out_s, "128", "none", "80..99"],
+    );
     assert!(ok && text.contains("46 rows of 10 cases match"), "{text}");
 
     for flag in [
