@@ -340,14 +340,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| opts.run.display().to_string());
 
-    let stages: Vec<u8> = if opts.stages.is_empty() {
-        [1u8, 2]
-            .into_iter()
-            .filter(|&s| run.stage_dir(s).join("best.json").exists())
-            .collect()
-    } else {
-        opts.stages.clone()
-    };
+    let stages = run.stages_or_trained(&opts.stages);
     if stages.is_empty() {
         return Err(EvalError::Setup(format!(
             "{}: no stage has a best checkpoint yet (no stage*/best.json); train first",

@@ -89,6 +89,19 @@ impl RunDir {
         self.root.join(format!("stage{stage}"))
     }
 
+    /// The stages to use: `requested` when given, else every stage with a best checkpoint
+    /// (`stageN/best.json`), as `eval` and `predict` both default to.
+    pub fn stages_or_trained(&self, requested: &[u8]) -> Vec<u8> {
+        if requested.is_empty() {
+            [1u8, 2]
+                .into_iter()
+                .filter(|&s| self.stage_dir(s).join("best.json").exists())
+                .collect()
+        } else {
+            requested.to_vec()
+        }
+    }
+
     pub fn exists(&self) -> bool {
         self.config_path().is_file()
     }

@@ -173,14 +173,7 @@ pub fn predict_cases(opts: &PredictOptions) -> Result<PredictSummary, PredictErr
         }
         (Preprocessing::WholeSlices(_), None) => BTreeMap::new(),
     };
-    let stages: Vec<u8> = if opts.stages.is_empty() {
-        [1u8, 2]
-            .into_iter()
-            .filter(|&s| run.stage_dir(s).join("best.json").exists())
-            .collect()
-    } else {
-        opts.stages.clone()
-    };
+    let stages = run.stages_or_trained(&opts.stages);
     if stages.is_empty() {
         return Err(setup(format!(
             "{}: no stage has a best checkpoint yet (no stage*/best.json); train first",
