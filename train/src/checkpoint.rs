@@ -66,6 +66,11 @@ pub struct CheckpointInfo {
     /// Best validation metric so far and its epoch.
     pub best_metric: f64,
     pub best_epoch: u32,
+    /// The last epoch whose metric rose strictly above every earlier one (early stopping
+    /// counts its patience from here, since a tie moves `best_epoch` but is no progress).
+    /// Absent in sidecars written before early stopping existed: read as `best_epoch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rose_epoch: Option<u32>,
     /// Steps skipped for non-finite losses so far in this stage.
     pub skipped_nonfinite: u64,
     /// Run seed; every draw derives from (seed, stage, epoch, step).

@@ -154,6 +154,11 @@ pub struct TrainArgs {
     /// Override optim.epochs_stage2.
     #[arg(long)]
     pub epochs_stage2: Option<u32>,
+    /// Early stopping: end a stage when this many epochs pass without a strictly better
+    /// validation metric (the stage's epochs stay the limit). Overrides validation.patience;
+    /// the default (none) trains every epoch, as the authors do.
+    #[arg(long)]
+    pub patience: Option<u32>,
     /// Override validation.select_on: `test` is the authors' LIDC protocol (no val split).
     #[arg(long, value_enum)]
     pub select_on: Option<SelectOnArg>,
@@ -251,6 +256,9 @@ pub fn resolve_config(
     if let Some(e) = args.epochs_stage2 {
         cfg.optim.epochs_stage2 = e;
     }
+    if args.patience.is_some() {
+        cfg.validation.patience = args.patience;
+    }
     if let Some(s) = args.select_on {
         cfg.validation.select_on = match s {
             SelectOnArg::Val => SelectOn::Val,
@@ -329,13 +337,14 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             || args.seed.is_some()
             || args.epochs_stage1.is_some()
             || args.epochs_stage2.is_some()
+            || args.patience.is_some()
             || args.select_on.is_some()
             || args.fold.is_some()
             || args.method != MethodArg::Dpersona
             || args.rater.is_some();
         anyhow::ensure!(
             !overrides,
-            "--resume continues with the run's own config.toml, method and fold; drop --preset/--config/--seed/--epochs-*/--select-on/--fold/--method/--rater"
+            "--resume continues with the run's own config.toml, method and fold; drop --preset/--config/--seed/--epochs-*/--patience/--select-on/--fold/--method/--rater"
         );
     }
     if let Some(root) = all_raters_root(&args, &manifest) {
@@ -395,7 +404,7 @@ fn all_raters_root(args: &TrainArgs, manifest: &schemas::manifest::Manifest) -> 
     let one = matches!(args.rater, Some(RaterArg::One(_)));
     if args.resume {
         let out = args.out.as_ref()?;
-        return crate::baselines::rater_ensemble::members(out).map(|_| out.clone());
+        return crate::rater_ensemble::members(out).map(|_| out.clone());
     }
     (args.method == MethodArg::UnetRater && !one).then(|| {
         args.out.clone().unwrap_or_else(|| {
@@ -411,7 +420,7 @@ fn run_train_all_raters(
     manifest: &schemas::manifest::Manifest,
     root: &Path,
 ) -> anyhow::Result<()> {
-    use crate::baselines::rater_ensemble::member_dir;
+    use crate::rater_ensemble::member_dir;
     let raters = manifest.header.raters.len();
     eprintln!(
         "run folder: {} ({raters} unet-rater models)",

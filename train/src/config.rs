@@ -132,6 +132,11 @@ pub struct ValidationConfig {
     pub stage2_selection: Stage2Selection,
     /// Slices per validation forward pass (eval-mode BN: results do not depend on it).
     pub batch_size: usize,
+    /// Early stopping: end the stage when this many epochs have passed since the best
+    /// validation metric (the stage's epoch count stays the limit). None (the default, and
+    /// the authors' loop): train every epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<u32>,
 }
 
 /// Loader settings (see [`crate::loader::LoaderConfig`]).
@@ -172,6 +177,12 @@ pub struct TrainConfig {
     /// D-Persona, so its `config.toml` and config hash are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<crate::baselines::BaselineSpec>,
+}
+
+/// Image channels and raters come from the manifest, whatever the preset says.
+pub fn adapt_to_manifest(cfg: &mut TrainConfig, manifest: &schemas::manifest::Manifest) {
+    cfg.model.in_channels = manifest.header.channels.len() as i64;
+    cfg.model.raters = manifest.header.raters.len() as i64;
 }
 
 /// Merges `over` into `base`: tables merge key by key, every other value replaces.

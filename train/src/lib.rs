@@ -12,33 +12,38 @@
 //! - [`checkpoint`]: crash-safe safetensors checkpoints with JSON sidecars.
 //! - [`run_dir`]: the run folder layout and the `runs/latest` pointer.
 //! - [`train_log`]: `train_log.parquet` and the readable `train.log`.
-//! - [`epoch_end`]: epoch-end bookkeeping every loop shares (val row, best, sidecar).
-//! - [`nan_policy`]: non-finite steps skipped, counted, and a stop after too many in a row.
-//! - [`trainer`]: Stage I and Stage II loops with validation, best/last checkpoints, resume.
-//! - [`infer`]: probability maps from a trained model, scored with eval's metric code.
-//! - [`validation`]: per-epoch validation on the units eval scores (slices or volumes).
+//! - [`baselines`]: the compared methods' networks (label fusion, Prob. U-Net, CM, Pionono, ...).
+//! - [`error`]: the training error every layer above the loader returns.
+//! - [`infer`]: probability maps from a trained D-Persona.
+//! - [`units`]: the evaluation units (slices or volumes) eval and validation both score.
+//! - [`methods`]: the [`methods::Method`] trait; D-Persona's stages and the baselines.
+//! - [`fit`]: the one training loop (schedule, NaN policy, validation, checkpoints, resume).
+//! - [`trainer`]: `dpersona train`: the run folder, the loaders, each stage through `fit`.
+//! - [`rater_ensemble`]: unet-rater for every rater, trained and loaded as one method.
 //! - [`evaluate`]: `dpersona eval` on a run: units, sample counts, metric frames.
 //! - [`predict`]: `dpersona predict`: a run applied to unlabelled scans, NIfTI out.
-//! - [`baselines`]: the compared methods (label fusion, Prob. U-Net, CM, Pionono, ...).
-//! - [`baseline_trainer`]: the baselines' training loop on the trainer's machinery.
-pub mod baseline_trainer;
+//!
+//! Data flows one way: loader -> models/baselines -> methods -> fit -> trainer, evaluate,
+//! predict -> cli.
 pub mod baselines;
 pub mod batch;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod epoch_end;
+pub mod error;
 pub mod evaluate;
+pub mod fit;
 pub mod infer;
 pub mod loader;
 pub mod losses;
+pub mod methods;
 pub mod models;
-pub mod nan_policy;
 pub mod optim;
 pub mod predict;
+pub mod rater_ensemble;
 pub mod run_dir;
 pub mod schedule;
 pub mod seeding;
 pub mod train_log;
 pub mod trainer;
-pub mod validation;
+pub mod units;

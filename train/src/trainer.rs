@@ -1,66 +1,19 @@
-//! D-Persona's two training stages (method.md §3-§4) with validation, checkpoints, logs
-//! and resume.
-//!
-//! Stage I trains backbone, prior, posterior and Fcomb on L_I; Stage II starts from Stage
-//! I's best checkpoint and trains ONLY the heads on L_II (the optimiser holds nothing else).
-//! Every epoch ends with validation, the `best` checkpoint (ties go to the later epoch) and
-//! the `last` checkpoint with the Adam state; `resume` continues after the last completed
-//! epoch and, because every draw is seeded from (seed, stage, epoch, step), reaches the
-//! same weights as an uninterrupted run.
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+//! `dpersona train`: the run folder (config, info, `runs/latest`), the loaders of the
+//! fold's training and validation selections, then each stage's method through the one
+//! training loop ([`crate::fit`]): D-Persona's Stage I and Stage II, or one baseline.
+use std::path::PathBuf;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use rand::Rng;
 use schemas::manifest::Manifest;
-use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
-use crate::checkpoint::{self, CheckpointInfo, Slot};
-use crate::config::{BnMode, RaterDraw, SelectOn, Stage2Selection, TrainConfig};
-use crate::epoch_end::{log_row, BestSoFar, EpochEnd};
-use crate::loader::{Dataset, FoldRole, Loader, LoaderConfig, LoaderError, Selection};
-use crate::losses::{stage1_losses, stage2_loss};
-use crate::models::DPersona;
-use crate::nan_policy::NanGuard;
-use crate::optim::{Adam, AdamParams};
+use crate::checkpoint::CheckpointInfo;
+use crate::config::{adapt_to_manifest, SelectOn, TrainConfig};
+use crate::error::TrainError;
+use crate::fit::{fit, FitContext};
+use crate::loader::{Dataset, FoldRole, Loader, LoaderConfig, Selection};
+use crate::methods::{Baseline, DPersonaStage, BASELINE_STAGE};
 use crate::run_dir::{RunDir, RunInfo};
-use crate::schedule::cosine_lr;
-use crate::seeding::{reseed, Stream};
-use crate::train_log::{line_prefix, TrainLog};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Loader(#[from] LoaderError),
-    #[error(transparent)]
-    Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error(transparent)]
-    RunDir(#[from] crate::run_dir::RunDirError),
-    #[error(transparent)]
-    Schema(#[from] schemas::SchemaError),
-    #[error(transparent)]
-    Weights(#[from] crate::models::WeightsError),
-    #[error(
-        "stage {stage} epoch {epoch} step {step}: loss term `{term}` = {value} was not finite for {count} steps in a row \
-         (nan.max_consecutive = {max}); lower optim.lr or check the data"
-    )]
-    NonFinite {
-        stage: u8,
-        epoch: u32,
-        step: u64,
-        term: String,
-        value: f64,
-        count: u32,
-        max: u32,
-    },
-    #[error("{run}: {reason}")]
-    Resume { run: PathBuf, reason: String },
-    #[error("validation: {0}")]
-    Validation(String),
-    #[error("{0}")]
-    Setup(String),
-}
+use crate::train_log::TrainLog;
 
 /// Which stages to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,17 +87,6 @@ pub fn selections(fold: Option<u32>, select_on: SelectOn) -> (Selection, Selecti
     }
 }
 
-/// Builds the model in a fresh `VarStore`; initialisation draws are seeded from the run seed.
-pub fn build_model(cfg: &TrainConfig, device: Device) -> Result<(VarStore, DPersona), TrainError> {
-    cfg.model
-        .validate()
-        .map_err(|e| TrainError::Setup(e.to_string()))?;
-    reseed(cfg.seed, Stream::Init, 0, 0, 0);
-    let vs = VarStore::new(device);
-    let model = DPersona::new(&vs.root(), &cfg.model);
-    Ok((vs, model))
-}
-
 /// Runs the requested stages into `opts.run`.
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let run = RunDir::new(&opts.run);
@@ -196,11 +138,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 .as_ref()
                 .map_or("dpersona", |b| b.name())
                 .into(),
-            stages: if cfg.baseline.is_some() {
-                vec![crate::baseline_trainer::BASELINE_STAGE]
-            } else {
-                opts.stages.list()
-            },
+            stages: stages_of(&cfg, opts.stages),
             created_unix_s: created,
             dpersona_version: env!("CARGO_PKG_VERSION").into(),
         })?;
@@ -265,7 +203,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             ..LoaderConfig::eval(cfg.validation.batch_size)
         },
     )?;
-    let ctx = StageContext {
+    let stages = stages_of(&cfg, opts.stages);
+    let ctx = FitContext {
         cfg: &cfg,
         run: &run,
         device: opts.device,
@@ -273,38 +212,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         val: &val_loader,
         progress: opts.progress,
         fingerprint: manifest.header.fingerprint.clone(),
+        backbone_weights: opts.backbone_weights.as_deref(),
+        stop_after: opts.stop_after,
     };
     let mut log = TrainLog::open(&run)?;
-    if let Some(spec) = &cfg.baseline {
-        let stage = crate::baseline_trainer::BASELINE_STAGE;
-        let done = crate::baseline_trainer::run_baseline(
-            &crate::baseline_trainer::BaselineStage {
-                cfg: &cfg,
-                spec,
-                run: &run,
-                device: opts.device,
-                train: &train_loader,
-                val: &val_loader,
-                fingerprint: manifest.header.fingerprint.clone(),
-                stop_after: opts.stop_after,
-            },
-            &mut log,
-        )?;
-        return Ok(TrainSummary {
-            run: opts.run.clone(),
-            completed: done.is_some(),
-            best: done.map(|i| vec![(stage, i)]).unwrap_or_default(),
-        });
-    }
     let mut best = Vec::new();
-    for stage in opts.stages.list() {
-        match run_stage(
-            &ctx,
-            stage,
-            &mut log,
-            opts.backbone_weights.as_deref(),
-            opts.stop_after,
-        )? {
+    for stage in stages {
+        let done = match &cfg.baseline {
+            Some(spec) => fit(&mut Baseline::new(&cfg, spec, opts.device)?, &ctx, &mut log)?,
+            None => fit(
+                &mut DPersonaStage::new(&cfg, stage, opts.device)?,
+                &ctx,
+                &mut log,
+            )?,
+        };
+        match done {
             Some(info) => best.push((stage, info)),
             None => {
                 return Ok(TrainSummary {
@@ -322,305 +244,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     })
 }
 
-/// Image channels and raters come from the manifest, whatever the preset says.
-pub fn adapt_to_manifest(cfg: &mut TrainConfig, manifest: &Manifest) {
-    cfg.model.in_channels = manifest.header.channels.len() as i64;
-    cfg.model.raters = manifest.header.raters.len() as i64;
-}
-
-struct StageContext<'a> {
-    cfg: &'a TrainConfig,
-    run: &'a RunDir,
-    device: Device,
-    train: &'a Loader,
-    val: &'a Loader,
-    progress: bool,
-    fingerprint: String,
-}
-
-/// Where a stage starts: fresh, or after a completed epoch of an earlier session.
-struct StartPoint {
-    epoch: u32,
-    step: u64,
-    best_metric: f64,
-    best_epoch: u32,
-    skipped: u64,
-}
-
-fn run_stage(
-    ctx: &StageContext<'_>,
-    stage: u8,
-    log: &mut TrainLog,
-    backbone_weights: Option<&Path>,
-    stop_after: Option<(u8, u32)>,
-) -> Result<Option<CheckpointInfo>, TrainError> {
-    let cfg = ctx.cfg;
-    let dir = ctx.run.stage_dir(stage);
-    let epochs = cfg.epochs(stage);
-    let (mut vs, model) = build_model(cfg, ctx.device)?;
-    let adam_vars = if stage == 1 {
-        Adam::select(&vs, &[], &[DPersona::head_prefix()])
+/// The stages a run trains: D-Persona's requested ones, a baseline's one.
+fn stages_of(cfg: &TrainConfig, stages: Stages) -> Vec<u8> {
+    if cfg.baseline.is_some() {
+        vec![BASELINE_STAGE]
     } else {
-        Adam::select(&vs, &[DPersona::head_prefix()], &[])
-    };
-    let params = AdamParams {
-        beta1: cfg.optim.beta1,
-        beta2: cfg.optim.beta2,
-        eps: cfg.optim.eps,
-    };
-    let mut adam = Adam::new(adam_vars, params, cfg.optim.lr);
-
-    let last = checkpoint::read_info(&dir, Slot::Last)?;
-    let start = match last {
-        Some(info) => {
-            if info.config_hash != cfg.hash() {
-                return Err(TrainError::Resume {
-                    run: ctx.run.root.clone(),
-                    reason: format!(
-                        "{}: checkpoint was made with another config.toml",
-                        dir.display()
-                    ),
-                });
-            }
-            checkpoint::load_weights(&dir, &info, &mut vs)?;
-            checkpoint::load_optimizer(&dir, &info, &mut adam)?;
-            StartPoint {
-                epoch: info.epoch + 1,
-                step: info.step,
-                best_metric: info.best_metric,
-                best_epoch: info.best_epoch,
-                skipped: info.skipped_nonfinite,
-            }
-        }
-        None => {
-            if stage == 2 {
-                let s1 = ctx.run.stage_dir(1);
-                let best = checkpoint::read_info(&s1, Slot::Best)?.ok_or_else(|| {
-                    TrainError::Setup(format!(
-                        "stage 2 starts from stage 1's best checkpoint, but {} has none; run stage 1 first",
-                        s1.display()
-                    ))
-                })?;
-                checkpoint::load_weights(&s1, &best, &mut vs)?;
-            } else if let Some(file) = backbone_weights {
-                crate::models::load_backbone_weights(&mut vs, file, cfg.model.in_channels)?;
-            }
-            StartPoint {
-                epoch: 0,
-                step: 0,
-                best_metric: f64::NEG_INFINITY,
-                best_epoch: 0,
-                skipped: 0,
-            }
-        }
-    };
-    let mut best = BestSoFar {
-        metric: start.best_metric,
-        epoch: start.best_epoch,
-        info: checkpoint::read_info(&dir, Slot::Best)?,
-    };
-    if start.epoch >= epochs {
-        return best.info.map(Some).ok_or_else(|| TrainError::Resume {
-            run: ctx.run.root.clone(),
-            reason: format!("stage {stage} is complete but has no best checkpoint"),
-        });
-    }
-
-    // Rows of epochs about to be redone (a killed session may have logged them) go.
-    log.truncate_after(stage, start.epoch.checked_sub(1));
-    let batches = ctx.train.batches_per_epoch() as u64;
-    let bar = if ctx.progress {
-        let bar = ProgressBar::new((epochs as u64) * batches);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "stage {prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}",
-            )
-            .expect("valid progress template"),
-        );
-        bar.set_prefix(stage.to_string());
-        bar.set_position(start.epoch as u64 * batches);
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-
-    let metric_name = metric_name(stage, cfg.validation.stage2_selection);
-    let started = Instant::now();
-    let mut step = start.step;
-    let mut nan = NanGuard::new(start.skipped, cfg.nan.max_consecutive);
-    for epoch in start.epoch..epochs {
-        let lr = cosine_lr(cfg.optim.lr, epoch, epochs);
-        adam.set_lr(lr);
-        let mut sums = TermSums::default();
-        for (i, batch) in ctx.train.epoch(epoch as u64).enumerate() {
-            let batch = batch?;
-            let mut rng = reseed(cfg.seed, Stream::Train, stage, epoch as u64, i as u64);
-            let t = batch.tensors(ctx.device, true);
-            let terms: Vec<(&'static str, Tensor)> = if stage == 1 {
-                let rater = match cfg.losses.rater_draw {
-                    RaterDraw::PerBatch => {
-                        let r = rng.random_range(0..batch.r as i64);
-                        Tensor::full([batch.b as i64], r, (Kind::Int64, ctx.device))
-                    }
-                    RaterDraw::PerSample => {
-                        let rs: Vec<i64> = (0..batch.b)
-                            .map(|_| rng.random_range(0..batch.r as i64))
-                            .collect();
-                        Tensor::from_slice(&rs).to_device(ctx.device)
-                    }
-                };
-                let opts = cfg.losses.stage1_options();
-                let l = stage1_losses(
-                    &model,
-                    &t.images,
-                    &t.masks,
-                    &t.union,
-                    &t.intersection,
-                    &rater,
-                    &opts,
-                    true,
-                );
-                vec![
-                    ("total", l.total),
-                    ("rec", l.rec),
-                    ("kl", l.kl),
-                    ("bound", l.bound),
-                    ("l2", l.l2),
-                ]
-            } else {
-                let total = stage2_loss(
-                    &model,
-                    &t.images,
-                    &t.masks,
-                    cfg.stage2.bank,
-                    cfg.stage2.backbone_bn == BnMode::Train,
-                    cfg.stage2.heads_dropout,
-                );
-                vec![("total", total)]
-            };
-            let values: Vec<(&'static str, f64)> = terms
-                .iter()
-                .map(|(n, t)| (*n, t.double_value(&[])))
-                .collect();
-            let elapsed = started.elapsed().as_secs_f64();
-            if nan.admit(&values, stage, epoch, step, lr, elapsed, log)? {
-                zero_all_grads(&vs);
-                terms[0].1.backward();
-                adam.step();
-                for (name, v) in &values {
-                    log.push(log_row(stage, epoch, step, "train", name, *v, lr, elapsed));
-                }
-                sums.add(&values);
-            }
-            step += 1;
-            bar.set_message(sums.short());
-            bar.inc(1);
-        }
-
-        let metric =
-            crate::validation::validate(ctx.cfg, &model, ctx.val, ctx.device, stage, epoch)?;
-        let elapsed = started.elapsed().as_secs_f64();
-        let end = EpochEnd {
-            stage,
-            epoch,
-            step,
-            metric_name: &metric_name,
-            metric,
-            skipped: nan.skipped,
-            seed: cfg.seed,
-            config_hash: cfg.hash(),
-            manifest_fingerprint: ctx.fingerprint.clone(),
-        };
-        log.push(end.val_row(lr, elapsed));
-        let improved = end.keep_best(&dir, &vs, &mut best)?;
-        log.push_line(
-            stage,
-            epoch,
-            format!(
-                "{} | {} | val {metric_name} {metric:.4}{} (best {:.4} @ epoch {}) | lr {lr:.3e} | {elapsed:.1} s{}",
-                line_prefix(stage, epoch, epochs),
-                sums.long(),
-                if improved { " *" } else { "" },
-                best.metric,
-                best.epoch + 1,
-                if nan.skipped > 0 { format!(" | skipped non-finite steps: {}", nan.skipped) } else { String::new() },
-            ),
-        );
-        log.flush()?;
-        checkpoint::save(&dir, Slot::Last, end.info(&best), &vs, Some(&adam))?;
-        if let Some(line) = log.last_line() {
-            bar.println(line);
-        }
-        if stop_after == Some((stage, epoch)) {
-            bar.finish_and_clear();
-            return Ok(None);
-        }
-    }
-    bar.finish_and_clear();
-    best.info
-        .map(Some)
-        .ok_or_else(|| TrainError::Setup(format!("stage {stage} ran no epoch")))
-}
-
-/// The validation metric's name in logs and checkpoints.
-pub fn metric_name(stage: u8, sel: Stage2Selection) -> String {
-    match (stage, sel) {
-        (1, _) => eval::metric_rows::names::DICE_MATCH.to_string(),
-        (_, Stage2Selection::Matched) => eval::metric_rows::names::DICE_MEAN_MATCHED.to_string(),
-        (_, Stage2Selection::Identity) => eval::metric_rows::names::DICE_MEAN_IDENTITY.to_string(),
-    }
-}
-
-/// Clears every gradient of the store: Stage II computes (and must discard) gradients of
-/// variables its optimiser does not hold.
-fn zero_all_grads(vs: &VarStore) {
-    for mut t in vs.trainable_variables() {
-        t.zero_grad();
-    }
-}
-
-/// Running means of the loss terms over one epoch.
-#[derive(Default)]
-struct TermSums {
-    names: Vec<&'static str>,
-    sums: Vec<f64>,
-    n: usize,
-}
-
-impl TermSums {
-    fn add(&mut self, values: &[(&'static str, f64)]) {
-        if self.names.is_empty() {
-            self.names = values.iter().map(|(n, _)| *n).collect();
-            self.sums = vec![0.0; values.len()];
-        }
-        for (s, (_, v)) in self.sums.iter_mut().zip(values) {
-            *s += v;
-        }
-        self.n += 1;
-    }
-
-    fn means(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
-        let n = self.n.max(1) as f64;
-        self.names
-            .iter()
-            .zip(&self.sums)
-            .map(move |(name, s)| (*name, s / n))
-    }
-
-    fn long(&self) -> String {
-        if self.n == 0 {
-            return "no finite step".into();
-        }
-        self.means()
-            .map(|(n, v)| format!("{n} {v:.4}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    fn short(&self) -> String {
-        self.means()
-            .map(|(n, v)| format!("{n} {v:.3}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        stages.list()
     }
 }

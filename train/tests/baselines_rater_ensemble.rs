@@ -162,7 +162,7 @@ fn all_raters_train_into_one_folder_and_evaluate_as_one_method() {
         let cfg = member.read_config().unwrap();
         let spec = cfg.baseline.clone().unwrap();
         let (mut vs, model) =
-            train::baseline_trainer::build_baseline(&cfg, &spec, tch::Device::Cpu).unwrap();
+            train::methods::build_baseline(&cfg, &spec, tch::Device::Cpu).unwrap();
         let dir = member.stage_dir(1);
         let info = read_info(&dir, Slot::Best).unwrap().unwrap();
         load_weights(&dir, &info, &mut vs).unwrap();
@@ -170,8 +170,7 @@ fn all_raters_train_into_one_folder_and_evaluate_as_one_method() {
             let batch = batch.unwrap();
             let (x, _) = batch.to_tensors(tch::Device::Cpu);
             let p: Vec<f32> =
-                Vec::try_from(train::baseline_trainer::predict_set(&model, &x).flatten(0, -1))
-                    .unwrap();
+                Vec::try_from(train::methods::predict_set(&model, &x).flatten(0, -1)).unwrap();
             let hw = batch.h * batch.w;
             for b in 0..batch.b {
                 if !batch.present[b * batch.r + k] {

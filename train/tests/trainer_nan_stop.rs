@@ -2,7 +2,8 @@
 //! in a row stop training with an error that names the step and the term that broke.
 mod trainer_fixture;
 
-use train::trainer::{train, Stages, TrainError};
+use train::error::TrainError;
+use train::trainer::{train, Stages};
 use trainer_fixture::{options, small_config, torch_rng_lock, write_dataset};
 
 /// Adam's first step moves every weight by about lr; at lr 1e30 the next forward overflows

@@ -1,7 +1,7 @@
 //! Per-epoch validation scores the units `dpersona eval` scores: on a NIfTI manifest a
 //! target's slices are stacked into one volume (not averaged slice by slice). A tiny Stage I
 //! run trains on a NIfTI-kind manifest (validation runs on volumes inside training), then
-//! `validation::validate` on its best checkpoint equals the mean Dice_match of volumes
+//! `fit::validation::validate` on its best checkpoint equals the mean Dice_match of volumes
 //! stacked here by hand from the same seeded predictions, and differs from the slice mean;
 //! `evaluate` on the run saves NIfTI volumes that score back to its own rows.
 mod trainer_fixture;
@@ -14,8 +14,9 @@ use schemas::manifest::{Manifest, SourceKind};
 use train::checkpoint::{self, Slot};
 use train::infer::{predict, BatchPredictions, Outputs};
 use train::loader::{Dataset, Loader, LoaderConfig, Selection};
+use train::methods::{DPersonaStage, Method};
 use train::seeding::{reseed, Stream};
-use train::trainer::{build_model, train, Stages};
+use train::trainer::{train, Stages};
 use trainer_fixture::{options, small_config, write_dataset};
 
 /// The fixture's manifest and shard, copied with `source_kind = nifti`.
@@ -50,8 +51,9 @@ fn nifti_validation_scores_stacked_volumes() {
     let best = checkpoint::read_info(&run.join("stage1"), Slot::Best)
         .unwrap()
         .unwrap();
-    let (mut vs, model) = build_model(&cfg, tch::Device::Cpu).unwrap();
-    checkpoint::load_weights(&run.join("stage1"), &best, &mut vs).unwrap();
+    let mut stage1 = DPersonaStage::new(&cfg, 1, tch::Device::Cpu).unwrap();
+    checkpoint::load_weights(&run.join("stage1"), &best, stage1.vars_mut()).unwrap();
+    let model = stage1.model();
     let dataset = Dataset::open(&manifest, &Selection::split("val")).unwrap();
     assert_eq!(dataset.len(), 9);
     let loader = Loader::new(
@@ -62,7 +64,8 @@ fn nifti_validation_scores_stacked_volumes() {
         },
     )
     .unwrap();
-    let got = train::validation::validate(&cfg, &model, &loader, tch::Device::Cpu, 1, 7).unwrap();
+    let got =
+        train::fit::validation::validate(&stage1, cfg.seed, &loader, tch::Device::Cpu, 7).unwrap();
 
     // The same seeded predictions, stacked per study here: slice_index -> (probs, raters).
     reseed(cfg.seed, Stream::Validation, 1, 7, 0);
@@ -75,7 +78,7 @@ fn nifti_validation_scores_stacked_volumes() {
         let (x, _) = batch.to_tensors(tch::Device::Cpu);
         let preds = BatchPredictions::new(
             &batch,
-            &predict(&model, &x, Outputs::Samples(cfg.validation.samples)),
+            &predict(model, &x, Outputs::Samples(cfg.validation.samples)),
         );
         for b in 0..batch.b {
             slice_scores.push(preds.score(b, &opts).unwrap().dice_match);

@@ -12,7 +12,6 @@
 //! - [`prob_unet`]: the Probabilistic U-Net as the harness runs it.
 //! - [`cm`]: CM-Global and CM-Pixel (faithful C = 2 and the paper's C = 1 form).
 //! - [`pionono`]: per-rater latent Gaussians + head.
-//! - [`rater_ensemble`]: the R per-rater U-Nets of `unet-rater` for all raters, as one method.
 //! - [`tab`]: TAB, a transformer with one query per rater + low-rank Gaussian heads.
 pub mod cm;
 pub mod fusion;
@@ -20,7 +19,6 @@ pub mod outputs;
 pub mod pionono;
 pub mod plain_unet;
 pub mod prob_unet;
-pub mod rater_ensemble;
 pub mod tab;
 
 pub use cm::{CmKind, CmModel, CmOptions};

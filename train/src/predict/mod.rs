@@ -37,12 +37,13 @@ use schemas::manifest::Manifest;
 use serde_json::json;
 use tch::{Device, Tensor};
 
+use crate::config::adapt_to_manifest;
 use crate::evaluate::{load_checked, read_best};
 use crate::infer::{predict, Outputs};
+use crate::methods::build_model;
 use crate::models::DPersona;
 use crate::run_dir::RunDir;
 use crate::seeding::{reseed, Stream};
-use crate::trainer::{adapt_to_manifest, build_model};
 use input::{CaseError, CaseInput};
 use outputs::{CaseWriter, VolumeData};
 use preprocess::{PreparedCase, Preprocessing};
@@ -63,7 +64,7 @@ pub enum PredictError {
     #[error(transparent)]
     RunDir(#[from] crate::run_dir::RunDirError),
     #[error(transparent)]
-    Train(#[from] crate::trainer::TrainError),
+    Train(#[from] crate::error::TrainError),
     #[error(transparent)]
     Schema(#[from] schemas::SchemaError),
     #[error(transparent)]
@@ -122,7 +123,7 @@ struct CaseMaps {
 /// Runs `dpersona predict` (see the module doc).
 pub fn predict_cases(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
     let setup = PredictError::Setup;
-    if crate::baselines::rater_ensemble::members(&opts.run).is_some() {
+    if crate::rater_ensemble::members(&opts.run).is_some() {
         return Err(setup(format!(
             "{}: a unet-rater ensemble; predict applies D-Persona runs",
             opts.run.display()

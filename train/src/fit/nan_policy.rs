@@ -2,9 +2,9 @@
 //! are counted; too many in a row stop with an error naming the step and the term"): a step
 //! whose loss terms are not all finite takes no optimiser step, is counted and logged as a
 //! `skipped_nonfinite` event, and `max_consecutive` such steps in a row end the run.
-use crate::epoch_end::log_row;
+use super::epoch_end::log_row;
+use crate::error::TrainError;
 use crate::train_log::TrainLog;
-use crate::trainer::TrainError;
 
 /// Non-finite steps of one stage: the running count (kept in checkpoints, so it survives a
 /// resume) and the current streak.

@@ -8,13 +8,16 @@ use schemas::train_log::TrainLogRecord;
 use tch::nn::VarStore;
 
 use crate::checkpoint::{self, CheckpointInfo, Slot};
-use crate::trainer::TrainError;
+use crate::error::TrainError;
 
 /// The best validation result of a stage so far, carried across epochs (and restored from
 /// the `last` sidecar on resume).
 pub struct BestSoFar {
     pub metric: f64,
     pub epoch: u32,
+    /// The last epoch whose metric rose strictly above all earlier ones (`best.epoch` also
+    /// moves on a tie): where early stopping's patience counts from.
+    pub rose_epoch: u32,
     /// The `best` sidecar on disk, `None` until the first epoch of the stage has ended.
     pub info: Option<CheckpointInfo>,
 }
@@ -63,6 +66,7 @@ impl EpochEnd<'_> {
             metric: self.metric,
             best_metric: best.metric,
             best_epoch: best.epoch,
+            rose_epoch: Some(best.rose_epoch),
             skipped_nonfinite: self.skipped,
             seed: self.seed,
             config_hash: self.config_hash.clone(),
@@ -79,6 +83,9 @@ impl EpochEnd<'_> {
         best: &mut BestSoFar,
     ) -> Result<bool, TrainError> {
         let improved = self.metric >= best.metric || best.info.is_none();
+        if self.metric > best.metric || best.info.is_none() {
+            best.rose_epoch = self.epoch;
+        }
         if improved {
             best.metric = self.metric;
             best.epoch = self.epoch;

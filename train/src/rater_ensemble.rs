@@ -11,10 +11,11 @@ use schemas::manifest::Manifest;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::{stack_rater_models, BaselineModel, BaselineSpec};
-use crate::config::TrainConfig;
+use crate::baselines::{stack_rater_models, BaselineModel, BaselineSpec};
+use crate::config::{adapt_to_manifest, TrainConfig};
+use crate::error::TrainError;
+use crate::methods::{build_baseline, predict_set, BASELINE_STAGE};
 use crate::run_dir::RunDir;
-use crate::trainer::{adapt_to_manifest, TrainError};
 
 /// Sub-folder of rater `k`'s model.
 pub fn member_dir(root: &Path, k: usize) -> PathBuf {
@@ -54,7 +55,7 @@ impl LoadedBaseline {
         if self.stacked {
             predict_stacked(&self.models, x)
         } else {
-            crate::baseline_trainer::predict_set(&self.models[0], x)
+            predict_set(&self.models[0], x)
         }
     }
 }
@@ -68,7 +69,7 @@ pub fn load_one<E: From<TrainError>>(
     device: Device,
     load: impl Fn(&Path, &mut VarStore) -> Result<String, E>,
 ) -> Result<LoadedBaseline, E> {
-    let (mut vs, model) = crate::baseline_trainer::build_baseline(cfg, spec, device)?;
+    let (mut vs, model) = build_baseline(cfg, spec, device)?;
     let sha = load(stage_dir, &mut vs)?;
     Ok(LoadedBaseline {
         models: vec![model],
@@ -112,11 +113,8 @@ pub fn load_members<E: From<TrainError>>(
             )));
         }
         let spec = spec.expect("checked above");
-        let (mut vs, model) = crate::baseline_trainer::build_baseline(&cfg, &spec, device)?;
-        shas.push(load(
-            &run.stage_dir(crate::baseline_trainer::BASELINE_STAGE),
-            &mut vs,
-        )?);
+        let (mut vs, model) = build_baseline(&cfg, &spec, device)?;
+        shas.push(load(&run.stage_dir(BASELINE_STAGE), &mut vs)?);
         models.push(model);
         stores.push(vs);
     }

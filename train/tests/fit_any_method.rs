@@ -1,0 +1,213 @@
+//! The training loop knows no method by name: a method written here, outside the crate,
+//! trains through `fit` with resume and early stopping, by implementing `Method` alone.
+//!
+//! `MeanIntensity` learns one logit toward the mean mask coverage of its batches (a real
+//! loss, real Adam steps) and predicts that constant probability everywhere. Coverage is
+//! far below 0.5, so its thresholded prediction is empty at every epoch: the validation
+//! metric never rises after epoch 0, which is what early stopping must notice.
+mod trainer_fixture;
+
+use eval::unit_metrics::UnitScores;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+use train::baselines::LossTerms;
+use train::batch::{Batch, BatchTensors};
+use train::checkpoint::{read_info, Slot};
+use train::config::TrainConfig;
+use train::error::TrainError;
+use train::fit::{fit, FitContext};
+use train::loader::{Dataset, Loader, LoaderConfig, Selection};
+use train::methods::{Method, OptimGroup, StepAt};
+use train::optim::{Adam, AdamParams};
+use train::run_dir::RunDir;
+use train::train_log::TrainLog;
+use trainer_fixture::{small_config, write_dataset};
+
+struct MeanIntensity {
+    vs: VarStore,
+    logit: Tensor,
+    epochs: u32,
+    lr: f64,
+}
+
+impl MeanIntensity {
+    fn new(epochs: u32, lr: f64) -> Self {
+        let vs = VarStore::new(Device::Cpu);
+        let logit = vs.root().var("logit", &[1], tch::nn::Init::Const(-4.0));
+        Self {
+            vs,
+            logit,
+            epochs,
+            lr,
+        }
+    }
+}
+
+impl Method for MeanIntensity {
+    fn stage(&self) -> u8 {
+        1
+    }
+    fn epochs(&self) -> u32 {
+        self.epochs
+    }
+    fn label(&self) -> Option<&'static str> {
+        Some("mean-intensity")
+    }
+    fn vars(&self) -> &VarStore {
+        &self.vs
+    }
+    fn vars_mut(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+    fn optimizers(&self) -> Vec<OptimGroup> {
+        let params = AdamParams {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        vec![OptimGroup {
+            adam: Adam::new(Adam::select(&self.vs, &[], &[]), params, self.lr),
+            lr0: self.lr,
+        }]
+    }
+    fn train_step(&self, _batch: &Batch, t: &BatchTensors, _at: StepAt<'_>) -> Option<LossTerms> {
+        let coverage = t.masks.to_kind(Kind::Float).mean(Kind::Float);
+        let gap = self.logit.sigmoid().squeeze() - coverage;
+        let total = &gap * &gap;
+        Some(LossTerms {
+            terms: vec![("gap", gap.abs())],
+            total,
+        })
+    }
+    fn predict_set(&self, x: &Tensor) -> Tensor {
+        let (b, _, h, w) = x.size4().unwrap();
+        tch::no_grad(|| {
+            self.logit
+                .sigmoid()
+                .view([1, 1, 1, 1])
+                .expand([b, 1, h, w], false)
+        })
+        .contiguous()
+    }
+    fn metric_name(&self) -> String {
+        "dice_match".into()
+    }
+    fn pick(&self, s: &UnitScores) -> Result<f64, TrainError> {
+        Ok(s.dice_match)
+    }
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    run: RunDir,
+    cfg: TrainConfig,
+    train: Loader,
+    val: Loader,
+}
+
+fn setup(patience: Option<u32>) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = write_dataset(&tmp.path().join("data"), &["train", "train", "val"], 4, 3);
+    let mut cfg = small_config("");
+    cfg.validation.patience = patience;
+    let loader = |split: &str, cfg: LoaderConfig| {
+        Loader::new(
+            Dataset::open(&manifest, &Selection::split(split)).unwrap(),
+            cfg,
+        )
+        .unwrap()
+    };
+    let train = loader(
+        "train",
+        LoaderConfig {
+            batch_size: 4,
+            threads: 1,
+            shuffle: true,
+            seed: 5,
+            ..LoaderConfig::default()
+        },
+    );
+    let val = loader(
+        "val",
+        LoaderConfig {
+            threads: 1,
+            ..LoaderConfig::eval(4)
+        },
+    );
+    let run = RunDir::new(tmp.path().join("run"));
+    std::fs::create_dir_all(&run.root).unwrap();
+    Setup {
+        _tmp: tmp,
+        run,
+        cfg,
+        train,
+        val,
+    }
+}
+
+fn fit_once(s: &Setup, method: &mut MeanIntensity) -> train::checkpoint::CheckpointInfo {
+    let ctx = FitContext {
+        cfg: &s.cfg,
+        run: &s.run,
+        device: Device::Cpu,
+        train: &s.train,
+        val: &s.val,
+        progress: false,
+        fingerprint: "test".into(),
+        backbone_weights: None,
+        stop_after: None,
+    };
+    let mut log = TrainLog::open(&s.run).unwrap();
+    fit(method, &ctx, &mut log).unwrap().unwrap()
+}
+
+#[test]
+fn early_stopping_ends_a_stage_whose_metric_stops_rising_and_resume_keeps_it_ended() {
+    let s = setup(Some(2));
+    let logit0 = MeanIntensity::new(10, 3e-2).logit.double_value(&[0]);
+    let mut m = MeanIntensity::new(10, 3e-2);
+    let best = fit_once(&s, &mut m);
+    let dir = s.run.stage_dir(1);
+    let last = read_info(&dir, Slot::Last).unwrap().unwrap();
+    // Epoch 0 sets the metric; epochs 1 and 2 only tie it: patience 2 is spent after epoch 2.
+    assert_eq!(last.epoch, 2, "stopped after epoch 2 of 10");
+    assert_eq!(last.rose_epoch, Some(0));
+    assert_eq!(best.epoch, 2, "a tie still moves `best` to the later epoch");
+    assert!(
+        m.logit.double_value(&[0]) > logit0,
+        "the method really trained: its logit moved toward the mask coverage"
+    );
+    let text = std::fs::read_to_string(s.run.text_log_path()).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.lines()
+            .nth(2)
+            .unwrap()
+            .contains("early stop: no better val dice_match for 2 epochs"),
+        "{text}"
+    );
+    assert!(text.contains("| mean-intensity | total "), "{text}");
+    let log = TrainLog::open(&s.run).unwrap();
+    let events: Vec<_> = log
+        .rows()
+        .iter()
+        .filter(|r| r.kind == "event" && r.name == "early_stop")
+        .map(|r| r.epoch)
+        .collect();
+    assert_eq!(events, vec![2]);
+
+    // Resuming a stopped stage trains nothing more.
+    let again = fit_once(&s, &mut MeanIntensity::new(10, 3e-2));
+    assert_eq!(again, best);
+    let last_again = read_info(&dir, Slot::Last).unwrap().unwrap();
+    assert_eq!(last_again, last);
+}
+
+#[test]
+fn without_patience_every_epoch_trains() {
+    let s = setup(None);
+    fit_once(&s, &mut MeanIntensity::new(5, 3e-2));
+    let last = read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap();
+    assert_eq!(last.epoch, 4);
+    assert_eq!(last.rose_epoch, Some(0));
+}
