@@ -94,7 +94,7 @@ pub enum SelectOnArg {
     Test,
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(after_help = presets_help())]
 pub struct TrainArgs {
     /// Manifest written by `dpersona ingest`.
@@ -127,6 +127,14 @@ pub struct TrainArgs {
     /// Cross-validation fold to hold out (LIDC protocol); without it the split column is used.
     #[arg(long)]
     pub fold: Option<u32>,
+    /// Train several folds at once, e.g. `0,1,2,3`: one `dpersona train --fold K` process per
+    /// fold into OUT/fold_K/ (each a normal run, identical to training that fold alone);
+    /// `dpersona eval --run OUT` evaluates them all. On a CPU the cores are shared out.
+    #[arg(long, value_delimiter = ',', conflicts_with = "fold")]
+    pub folds: Option<Vec<u32>>,
+    /// With --folds: how many folds train at the same time (default: all of them).
+    #[arg(long, requires = "folds")]
+    pub jobs: Option<usize>,
     /// Stage(s) to train: 1, 2 (needs stage 1's best checkpoint in the run) or both.
     #[arg(long, value_enum, default_value = "both")]
     pub stage: StageArg,
@@ -347,6 +355,9 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             "--resume continues with the run's own config.toml, method and fold; drop --preset/--config/--seed/--epochs-*/--patience/--select-on/--fold/--method/--rater"
         );
     }
+    if let Some(root) = folds_root(&args) {
+        return run_train_folds(&args, &manifest, root);
+    }
     if let Some(root) = all_raters_root(&args, &manifest) {
         return run_train_all_raters(&args, &manifest, &root);
     }
@@ -396,6 +407,163 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         latest_pointer_for(&out).display()
     );
     Ok(())
+}
+
+/// The folder of a `--folds` command, or of a resumed one (`--resume --out OUT` where OUT
+/// holds a folds record). `None` otherwise.
+fn folds_root(args: &TrainArgs) -> Option<PathBuf> {
+    match (&args.folds, &args.out) {
+        (Some(_), Some(out)) => Some(out.clone()),
+        (Some(_), None) => Some(PathBuf::new()),
+        (None, Some(out)) if args.resume && crate::folds::members(out).is_some() => {
+            Some(out.clone())
+        }
+        _ => None,
+    }
+}
+
+/// `--folds`: the shared arguments, the per-process ones, then one child per fold.
+fn run_train_folds(
+    args: &TrainArgs,
+    manifest: &schemas::manifest::Manifest,
+    root: PathBuf,
+) -> anyhow::Result<()> {
+    let root = if root.as_os_str().is_empty() {
+        let method = args
+            .method
+            .to_possible_value()
+            .map_or_else(|| "method".to_string(), |v| v.get_name().to_string());
+        RunDir::default_path(Path::new("runs"), &manifest.header.dataset, &method)
+    } else {
+        root
+    };
+    let folds = match &args.folds {
+        Some(f) => f.clone(),
+        None => crate::folds::read_record(&root)?.folds,
+    };
+    anyhow::ensure!(!folds.is_empty(), "--folds names no fold");
+    anyhow::ensure!(
+        args.method != MethodArg::UnetRater || matches!(args.rater, Some(RaterArg::One(_))),
+        "--folds with --method unet-rater needs --rater K (all raters per fold: train each fold on its own)"
+    );
+    if !args.resume {
+        // Fail here, once, rather than in every child.
+        resolve_config(args, manifest)?;
+    }
+    let jobs = args.jobs.unwrap_or(folds.len()).max(1);
+    let mut child_flags = vec![
+        "--device".to_string(),
+        args.device
+            .to_possible_value()
+            .map_or("auto".into(), |v| v.get_name().to_string()),
+    ];
+    let threads = match args.threads {
+        Some(n) => Some(n as usize),
+        None if args.device.device()? == Device::Cpu => {
+            Some(crate::folds::threads_per_job(jobs.min(folds.len())))
+        }
+        None => None,
+    };
+    if let Some(n) = threads {
+        child_flags.extend(["--threads".into(), n.to_string()]);
+    }
+    eprintln!(
+        "run folder: {} ({} folds, {} at a time{})",
+        root.display(),
+        folds.len(),
+        jobs.min(folds.len()),
+        threads.map_or(String::new(), |n| format!(", {n} threads each"))
+    );
+    crate::folds::run_folds(&crate::folds::FoldsPlan {
+        root: root.clone(),
+        manifest: args.manifest.clone(),
+        folds,
+        jobs,
+        args: args.fold_shared_args()?,
+        child_flags,
+        resume: args.resume,
+    })?;
+    println!(
+        "runs: {}/fold_K  (evaluate them all with `dpersona eval --run {}`)",
+        root.display(),
+        root.display()
+    );
+    Ok(())
+}
+
+impl TrainArgs {
+    /// The arguments every fold of a `--folds` command shares, as `dpersona train` flags:
+    /// all but the fold, the folder and the per-process ones. Paths are made absolute so a
+    /// resume from another working folder starts missing folds the same way. The
+    /// destructuring is exhaustive: a new flag does not compile until it is placed here.
+    pub fn fold_shared_args(&self) -> anyhow::Result<Vec<String>> {
+        let TrainArgs {
+            manifest,
+            method,
+            rater,
+            mv,
+            out: _,
+            preset,
+            config,
+            fold: _,
+            folds: _,
+            jobs: _,
+            stage,
+            device: _,
+            threads: _,
+            seed,
+            resume: _,
+            backbone_weights,
+            epochs_stage1,
+            epochs_stage2,
+            patience,
+            select_on,
+            quiet: _,
+        } = self;
+        let name = |v: Option<clap::builder::PossibleValue>| {
+            v.map(|v| v.get_name().to_string()).unwrap_or_default()
+        };
+        let abs = |p: &Path| -> anyhow::Result<String> {
+            Ok(std::path::absolute(p)
+                .with_context(|| format!("{}", p.display()))?
+                .to_string_lossy()
+                .into_owned())
+        };
+        let mut a = vec!["--manifest".into(), abs(manifest)?];
+        a.extend(["--method".into(), name(method.to_possible_value())]);
+        match rater {
+            Some(RaterArg::One(k)) => a.extend(["--rater".into(), k.to_string()]),
+            Some(RaterArg::All) => a.extend(["--rater".into(), "all".into()]),
+            None => {}
+        }
+        a.extend(["--mv".into(), name(mv.to_possible_value())]);
+        if let Some(p) = preset {
+            a.extend(["--preset".into(), p.clone()]);
+        }
+        if let Some(c) = config {
+            a.extend(["--config".into(), abs(c)?]);
+        }
+        a.extend(["--stage".into(), name(stage.to_possible_value())]);
+        if let Some(s) = seed {
+            a.extend(["--seed".into(), s.to_string()]);
+        }
+        if let Some(w) = backbone_weights {
+            a.extend(["--backbone-weights".into(), abs(w)?]);
+        }
+        if let Some(e) = epochs_stage1 {
+            a.extend(["--epochs-stage1".into(), e.to_string()]);
+        }
+        if let Some(e) = epochs_stage2 {
+            a.extend(["--epochs-stage2".into(), e.to_string()]);
+        }
+        if let Some(p) = patience {
+            a.extend(["--patience".into(), p.to_string()]);
+        }
+        if let Some(s) = select_on {
+            a.extend(["--select-on".into(), name(s.to_possible_value())]);
+        }
+        Ok(a)
+    }
 }
 
 /// The folder of an all-raters `unet-rater` command: `--method unet-rater` without
@@ -530,8 +698,59 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         Some(StageArg::Two) => vec![2],
         Some(StageArg::Both) => vec![1, 2],
     };
+    // A `train --folds` root: each fold's run on its own fold, all into one frame.
+    let root_name = run.file_name().map(|n| n.to_string_lossy().into_owned());
+    let runs: Vec<(PathBuf, Option<PathBuf>, Option<String>)> = match crate::folds::members(&run) {
+        Some(members) => {
+            anyhow::ensure!(
+                args.fold.is_none(),
+                "{} holds one run per fold, each evaluated on its own fold; drop --fold",
+                run.display()
+            );
+            anyhow::ensure!(
+                !members.is_empty(),
+                "{}: no fold has been trained yet",
+                run.display()
+            );
+            members
+                .into_iter()
+                .map(|(k, dir)| {
+                    let preds = args
+                        .save_predictions
+                        .as_ref()
+                        .map(|p| p.join(format!("fold_{k}")));
+                    (dir, preds, root_name.clone())
+                })
+                .collect()
+        }
+        None => vec![(run.clone(), args.save_predictions.clone(), None)],
+    };
+    for (run, save_predictions, run_name) in runs {
+        if run
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("fold_"))
+        {
+            println!("== {}", run.display());
+        }
+        eval_one(&args, &run, run_name, stages.clone(), save_predictions)?;
+    }
+    if let Some(p) = &args.save_predictions {
+        println!("predictions: {}", p.display());
+    }
+    Ok(())
+}
+
+/// Evaluates one run into `args.out` and prints its lines.
+fn eval_one(
+    args: &EvalArgs,
+    run: &Path,
+    run_name: Option<String>,
+    stages: Vec<u8>,
+    save_predictions: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let summary = evaluate(&EvalOptions {
-        run: run.clone(),
+        run_name,
+        run: run.to_path_buf(),
         manifest: args.manifest.clone(),
         out: args.out.clone(),
         split: args.split.clone(),
@@ -545,7 +764,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         stages,
         ged_empty_pair: args.ged_empty_pair,
         seed: args.seed,
-        save_predictions: args.save_predictions.clone(),
+        save_predictions,
         device: args.device.device()?,
         batch_size: args.batch_size,
     })
@@ -566,8 +785,114 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         summary.written.replaced_rows,
         summary.written.summary.display()
     );
-    if let Some(p) = &args.save_predictions {
-        println!("predictions: {}", p.display());
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Train {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn parse(argv: &[&str]) -> TrainArgs {
+        Train::try_parse_from(std::iter::once("train").chain(argv.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    /// A fold's child process parses back to the parent's flags with only the fold, the
+    /// folder and the per-process flags changed (paths absolute).
+    #[test]
+    fn fold_children_get_every_shared_flag() {
+        let parent = parse(&[
+            "--manifest",
+            "m.parquet",
+            "--method",
+            "mv",
+            "--mv",
+            "inclusive",
+            "--preset",
+            "small",
+            "--config",
+            "c.toml",
+            "--stage",
+            "1",
+            "--seed",
+            "3",
+            "--backbone-weights",
+            "w.st",
+            "--epochs-stage1",
+            "2",
+            "--epochs-stage2",
+            "5",
+            "--patience",
+            "4",
+            "--select-on",
+            "test",
+            "--folds",
+            "0,1",
+            "--jobs",
+            "2",
+            "--out",
+            "o",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]);
+        assert_eq!(parent.folds, Some(vec![0, 1]));
+        let shared = parent.fold_shared_args().unwrap();
+        let mut child_argv: Vec<String> = shared.clone();
+        child_argv.extend(
+            [
+                "--fold",
+                "1",
+                "--out",
+                "o/fold_1",
+                "--threads",
+                "1",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+            .map(String::from),
+        );
+        let refs: Vec<&str> = child_argv.iter().map(String::as_str).collect();
+        let child = parse(&refs);
+        let abs = |p: &str| std::path::absolute(p).unwrap();
+        let expected = TrainArgs {
+            manifest: abs("m.parquet"),
+            config: Some(abs("c.toml")),
+            backbone_weights: Some(abs("w.st")),
+            fold: Some(1),
+            folds: None,
+            jobs: None,
+            out: Some(PathBuf::from("o/fold_1")),
+            ..parent.clone()
+        };
+        assert_eq!(child, expected);
+        // The defaults travel explicitly too, so a changed default cannot split the folds.
+        let plain = parse(&["--manifest", "/m.parquet", "--folds", "0"]);
+        let a = plain.fold_shared_args().unwrap();
+        assert_eq!(
+            a,
+            [
+                "--manifest",
+                "/m.parquet",
+                "--method",
+                "dpersona",
+                "--mv",
+                "strict",
+                "--stage",
+                "both"
+            ]
+        );
+    }
 }

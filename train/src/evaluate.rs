@@ -49,6 +49,9 @@ pub enum EvalError {
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
     pub run: PathBuf,
+    /// The run's name in the frame's `run` column (default: its folder's name). The folds of
+    /// a `train --folds` root take the root's name, so that the report averages over them.
+    pub run_name: Option<String>,
     /// Default: the manifest recorded in the run.
     pub manifest: Option<PathBuf>,
     pub out: PathBuf,
@@ -162,11 +165,12 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         seed: opts.seed,
         geometry,
     };
-    let run_name = opts
-        .run
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| opts.run.display().to_string());
+    let run_name = opts.run_name.clone().unwrap_or_else(|| {
+        opts.run
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| opts.run.display().to_string())
+    });
 
     let stages = run.stages_or_trained(&opts.stages);
     if stages.is_empty() {

@@ -19,6 +19,7 @@
 //! - [`methods`]: the [`methods::Method`] trait; D-Persona's stages and the baselines.
 //! - [`fit`]: the one training loop (schedule, NaN policy, validation, checkpoints, resume).
 //! - [`trainer`]: `dpersona train`: the run folder, the loaders, each stage through `fit`.
+//! - [`folds`]: `train --folds`: the folds of a protocol trained at once, a process each.
 //! - [`rater_ensemble`]: unet-rater for every rater, trained and loaded as one method.
 //! - [`evaluate`]: `dpersona eval` on a run: units, sample counts, metric frames.
 //! - [`predict`]: `dpersona predict`: a run applied to unlabelled scans, NIfTI out.
@@ -33,6 +34,7 @@ pub mod config;
 pub mod error;
 pub mod evaluate;
 pub mod fit;
+pub mod folds;
 pub mod infer;
 pub mod loader;
 pub mod losses;

@@ -24,6 +24,7 @@ const RATERS: u32 = 4;
 
 fn eval_opts(run: &Path, out: &Path) -> EvalOptions {
     EvalOptions {
+        run_name: None,
         run: run.to_path_buf(),
         manifest: None,
         out: out.to_path_buf(),

@@ -12,6 +12,7 @@ use trainer_fixture::{options, small_config, write_dataset};
 
 fn eval_opts(run: &Path, manifest: Option<PathBuf>, out: &Path, split: &str) -> EvalOptions {
     EvalOptions {
+        run_name: None,
         run: run.to_path_buf(),
         manifest,
         out: out.to_path_buf(),

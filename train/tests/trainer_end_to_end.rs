@@ -13,6 +13,7 @@ fn eval_opts(
     samples: Vec<u32>,
 ) -> EvalOptions {
     EvalOptions {
+        run_name: None,
         run: run.to_path_buf(),
         manifest: None,
         out: out.to_path_buf(),

@@ -133,6 +133,7 @@ fn nifti_validation_scores_stacked_volumes() {
     let out = tmp.path().join("results.parquet");
     let preds = tmp.path().join("preds");
     let summary = train::evaluate::evaluate(&train::evaluate::EvalOptions {
+        run_name: None,
         run: run.clone(),
         manifest: None,
         out: out.clone(),
