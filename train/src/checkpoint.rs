@@ -71,6 +71,9 @@ pub struct CheckpointInfo {
     /// Absent in sidecars written before early stopping existed: read as `best_epoch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rose_epoch: Option<u32>,
+    /// fp16 runs: the loss scaler's state at this epoch's end (restored on resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<crate::precision::LossScaler>,
     /// Steps skipped for non-finite losses so far in this stage.
     pub skipped_nonfinite: u64,
     /// Run seed; every draw derives from (seed, stage, epoch, step).

@@ -98,6 +98,11 @@ pub struct OptimConfig {
     pub batch_size: usize,
     pub epochs_stage1: u32,
     pub epochs_stage2: u32,
+    /// Arithmetic of the forward pass and loss: fp32 (default, the authors'), bf16, fp16
+    /// (with a loss scaler) or auto (bf16 on CUDA, fp32 on CPU). Weights and Adam state stay
+    /// fp32 in every mode. See [`crate::precision`].
+    #[serde(default, skip_serializing_if = "crate::precision::Precision::is_fp32")]
+    pub precision: crate::precision::Precision,
 }
 
 /// Which split chooses the best checkpoint.

@@ -9,6 +9,7 @@
 //! - [`config`]: the training configuration (presets + user TOML, unknown keys rejected).
 //! - [`optim`]: Adam over tch tensors with savable state; [`schedule`]: per-epoch cosine lr.
 //! - [`seeding`]: every random draw seeded from (seed, stage, epoch, step), for resume.
+//! - [`precision`]: fp32 / bf16 / fp16 autocast and the fp16 loss scaler.
 //! - [`checkpoint`]: crash-safe safetensors checkpoints with JSON sidecars.
 //! - [`run_dir`]: the run folder layout and the `runs/latest` pointer.
 //! - [`train_log`]: `train_log.parquet` and the readable `train.log`.
@@ -41,6 +42,7 @@ pub mod losses;
 pub mod methods;
 pub mod models;
 pub mod optim;
+pub mod precision;
 pub mod predict;
 pub mod rater_ensemble;
 pub mod run_dir;

@@ -19,6 +19,9 @@ pub fn generalized_dice_loss(logits: &Tensor, target: &Tensor) -> Tensor {
         target.size(),
         "GDL: logits and target shapes differ"
     );
+    // Sums over every pixel of the batch: in fp32 whatever autocast computed the logits in
+    // (the identity for fp32 logits).
+    let logits = &logits.to_kind(Kind::Float);
     let c = logits.size()[1];
     let flat = |t: &Tensor| t.transpose(0, 1).contiguous().view([c, -1]);
     let mut p = flat(&logits.sigmoid());

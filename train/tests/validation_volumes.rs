@@ -64,8 +64,15 @@ fn nifti_validation_scores_stacked_volumes() {
         },
     )
     .unwrap();
-    let got =
-        train::fit::validation::validate(&stage1, cfg.seed, &loader, tch::Device::Cpu, 7).unwrap();
+    let got = train::fit::validation::validate(
+        &stage1,
+        cfg.seed,
+        &loader,
+        tch::Device::Cpu,
+        train::precision::Precision::Fp32,
+        7,
+    )
+    .unwrap();
 
     // The same seeded predictions, stacked per study here: slice_index -> (probs, raters).
     reseed(cfg.seed, Stream::Validation, 1, 7, 0);

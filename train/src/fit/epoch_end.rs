@@ -35,6 +35,8 @@ pub struct EpochEnd<'a> {
     pub seed: u64,
     pub config_hash: String,
     pub manifest_fingerprint: String,
+    /// fp16 runs: the loss scaler's state.
+    pub loss_scaler: Option<crate::precision::LossScaler>,
 }
 
 impl EpochEnd<'_> {
@@ -67,6 +69,7 @@ impl EpochEnd<'_> {
             best_metric: best.metric,
             best_epoch: best.epoch,
             rose_epoch: Some(best.rose_epoch),
+            loss_scaler: self.loss_scaler.clone(),
             skipped_nonfinite: self.skipped,
             seed: self.seed,
             config_hash: self.config_hash.clone(),

@@ -30,6 +30,7 @@ use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::loader::Loader;
 use crate::methods::{Method, OptimGroup, StepAt};
+use crate::precision::{autocast, LossScaler, Precision};
 use crate::run_dir::RunDir;
 use crate::schedule::cosine_lr;
 use crate::seeding::{reseed, Stream};
@@ -77,6 +78,8 @@ pub fn fit(
     let epochs = method.epochs();
     let mut opts = method.optimizers();
     let patience = cfg.validation.patience;
+    let precision = cfg.optim.precision.resolve(ctx.device);
+    let mut scaler = (precision == Precision::Fp16).then(LossScaler::default);
 
     let start = match checkpoint::read_info(&dir, Slot::Last)? {
         Some(info) => {
@@ -91,6 +94,10 @@ pub fn fit(
             }
             checkpoint::load_weights(&dir, &info, method.vars_mut())?;
             load_optimizers(ctx, &dir, &info, &mut opts)?;
+            if let (Some(s), Some(saved)) = (scaler.as_mut(), &info.loss_scaler) {
+                s.scale = saved.scale;
+                s.good_steps = saved.good_steps;
+            }
             StartPoint {
                 epoch: info.epoch + 1,
                 step: info.step,
@@ -152,7 +159,8 @@ pub fn fit(
                 step,
                 rng: &mut rng,
             };
-            let Some(terms) = method.train_step(&batch, &t, at) else {
+            let step_terms = autocast(precision, ctx.device, || method.train_step(&batch, &t, at));
+            let Some(terms) = step_terms else {
                 // Nothing to learn from (e.g. unet-rater's rater read no row): not a NaN.
                 step += 1;
                 bar.inc(1);
@@ -162,9 +170,31 @@ pub fn fit(
             let elapsed = started.elapsed().as_secs_f64();
             if nan.admit(&values, stage, epoch, step, lr, elapsed, log)? {
                 zero_all_grads(method.vars());
-                terms.total.backward();
-                for g in &mut opts {
-                    g.adam.step();
+                let take_step = match scaler.as_mut() {
+                    None => {
+                        terms.total.backward();
+                        true
+                    }
+                    Some(s) => {
+                        s.scale_loss(&terms.total).backward();
+                        s.unscale_and_update(method.vars())
+                    }
+                };
+                if take_step {
+                    for g in &mut opts {
+                        g.adam.step();
+                    }
+                } else {
+                    log.push(log_row(
+                        stage,
+                        epoch,
+                        step,
+                        "event",
+                        "fp16_overflow",
+                        1.0,
+                        lr,
+                        elapsed,
+                    ));
                 }
                 for (name, v) in &values {
                     log.push(log_row(stage, epoch, step, "train", name, *v, lr, elapsed));
@@ -176,7 +206,8 @@ pub fn fit(
             bar.inc(1);
         }
 
-        let metric = validation::validate(&*method, cfg.seed, ctx.val, ctx.device, epoch)?;
+        let metric =
+            validation::validate(&*method, cfg.seed, ctx.val, ctx.device, precision, epoch)?;
         let elapsed = started.elapsed().as_secs_f64();
         let end = EpochEnd {
             stage,
@@ -188,6 +219,7 @@ pub fn fit(
             seed: cfg.seed,
             config_hash: cfg.hash(),
             manifest_fingerprint: ctx.fingerprint.clone(),
+            loss_scaler: scaler.clone(),
         };
         log.push(end.val_row(lr, elapsed));
         let improved = end.keep_best(&dir, method.vars(), &mut best)?;

@@ -5,12 +5,13 @@
 //! (the paper scores NPC per volume), built by the same [`UnitAssembler`], so that the
 //! checkpoint chosen as best is chosen by the metric later reported.
 use eval::unit_metrics::{score_unit, MetricOptions, ScoreError};
-use tch::Device;
+use tch::{Device, Kind};
 
 use crate::error::TrainError;
 use crate::infer::BatchPredictions;
 use crate::loader::Loader;
 use crate::methods::Method;
+use crate::precision::{autocast, Precision};
 use crate::seeding::{reseed, Stream};
 use crate::units::UnitAssembler;
 
@@ -23,6 +24,7 @@ pub fn validate(
     seed: u64,
     val: &Loader,
     device: Device,
+    precision: Precision,
     epoch: u32,
 ) -> Result<f64, TrainError> {
     reseed(seed, Stream::Validation, method.stage(), epoch as u64, 0);
@@ -33,7 +35,8 @@ pub fn validate(
     for batch in val.epoch(0) {
         let batch = batch?;
         let (x, _) = batch.to_tensors(device);
-        let preds = BatchPredictions::new(&batch, &method.predict_set(&x));
+        let probs = autocast(precision, device, || method.predict_set(&x)).to_kind(Kind::Float);
+        let preds = BatchPredictions::new(&batch, &probs);
         let chw = batch.c * batch.h * batch.w;
         for b in 0..batch.b {
             let image = &batch.images[b * chw..b * chw + batch.h * batch.w];

@@ -98,7 +98,12 @@ impl GaussEncoder {
         let pooled = self
             .encode(input)
             .mean_dim([2i64, 3].as_slice(), true, None);
-        let out = pooled.apply(&self.conv_layer).flatten(1, -1); // [B, 2D]
+        // fp32 latents under autocast too: the KL and the reparameterised draws need them
+        // (the identity in fp32 runs).
+        let out = pooled
+            .apply(&self.conv_layer)
+            .flatten(1, -1)
+            .to_kind(tch::Kind::Float); // [B, 2D]
         Gaussian {
             mu: out.narrow(1, 0, self.latent_dim),
             log_sigma: out
