@@ -17,7 +17,6 @@ use crate::loader::Loader;
 use crate::nan_policy::NanGuard;
 use crate::optim::{Adam, AdamParams};
 use crate::run_dir::RunDir;
-use crate::schedule::cosine_lr;
 use crate::seeding::{reseed, Stream};
 use crate::train_log::{line_prefix, TrainLog};
 use crate::trainer::TrainError;
@@ -150,10 +149,10 @@ pub fn run_baseline(
     let started = Instant::now();
     let mut nan = NanGuard::new(skipped, cfg.nan.max_consecutive);
     for epoch in start_epoch..epochs {
-        let lr = cosine_lr(cfg.optim.lr, epoch, epochs);
+        let lr = cfg.optim.schedule.lr(cfg.optim.lr, epoch, epochs);
         adam.set_lr(lr);
         for (a, g) in group_adams.iter_mut().zip(&groups) {
-            a.set_lr(cosine_lr(g.lr, epoch, epochs));
+            a.set_lr(cfg.optim.schedule.lr(g.lr, epoch, epochs));
         }
         let (mut sum_total, mut n_steps) = (0.0f64, 0usize);
         for (i, batch) in ctx.train.epoch(epoch as u64).enumerate() {
