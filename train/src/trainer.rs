@@ -25,7 +25,6 @@ use crate::models::DPersona;
 use crate::nan_policy::NanGuard;
 use crate::optim::{Adam, AdamParams};
 use crate::run_dir::{RunDir, RunInfo};
-use crate::schedule::cosine_lr;
 use crate::seeding::{reseed, Stream};
 use crate::train_log::{line_prefix, TrainLog};
 
@@ -449,7 +448,7 @@ fn run_stage(
     let mut step = start.step;
     let mut nan = NanGuard::new(start.skipped, cfg.nan.max_consecutive);
     for epoch in start.epoch..epochs {
-        let lr = cosine_lr(cfg.optim.lr, epoch, epochs);
+        let lr = cfg.optim.schedule.lr(cfg.optim.lr, epoch, epochs);
         adam.set_lr(lr);
         let mut sums = TermSums::default();
         for (i, batch) in ctx.train.epoch(epoch as u64).enumerate() {
@@ -470,12 +469,13 @@ fn run_stage(
                     }
                 };
                 let opts = cfg.losses.stage1_options();
+                let (union, intersection) = t.stage1_consensus(cfg.stage2.mask_absent_raters);
                 let l = stage1_losses(
                     &model,
                     &t.images,
                     &t.masks,
-                    &t.union,
-                    &t.intersection,
+                    &union,
+                    &intersection,
                     &rater,
                     &opts,
                     true,
@@ -495,6 +495,7 @@ fn run_stage(
                     cfg.stage2.bank,
                     cfg.stage2.backbone_bn == BnMode::Train,
                     cfg.stage2.heads_dropout,
+                    cfg.stage2.mask_absent_raters.then_some(&t.present),
                 );
                 vec![("total", total)]
             };
