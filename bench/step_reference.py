@@ -126,7 +126,21 @@ def main():
     ap.add_argument("--sgemm-n", type=int, default=4096)
     ap.add_argument("--sgemm-reps", type=int, default=3)
     ap.add_argument("--sgemm-only", action="store_true", help="print the sgemm rate alone")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument(
+        "--autocast",
+        default="none",
+        choices=["none", "bf16", "fp16"],
+        help="torch.autocast around forward and loss, as a PyTorch user would (fp16 with GradScaler)",
+    )
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.autocast]
+    scaler = torch.amp.GradScaler(a.device) if a.autocast == "fp16" else None
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1337)
     if a.sgemm_only:
@@ -134,27 +148,34 @@ def main():
         return
 
     b, s = a.batch, a.size
-    x = torch.rand(b, 1, s, s)
+    x = torch.rand(b, 1, s, s, device=dev)
     # Nested rater masks (discs of growing radius) so union/intersection are non-trivial.
-    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(s, device=dev), torch.arange(s, device=dev), indexing="ij")
     r2 = ((yy - s / 2) ** 2 + (xx - s / 2) ** 2).float()
-    radii = torch.tensor([10.0, 14.0, 18.0, 22.0])
+    radii = torch.tensor([10.0, 14.0, 18.0, 22.0], device=dev)
     y = (r2[None, None] <= (radii[None, :, None, None] ** 2)).float().expand(b, RATERS, s, s).contiguous()
     union, inter = y.amax(1), y.amin(1)
 
-    model = DPersonaStage1(1).train()
+    model = DPersonaStage1(1).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     phases = [0.0, 0.0, 0.0]  # forward, backward, Adam
 
     def step(i):
         t0 = time.perf_counter()
-        loss = stage1_loss(model, x, y, union, inter, i % RATERS)
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = stage1_loss(model, x, y, union, inter, i % RATERS)
+        sync()
         t1 = time.perf_counter()
         opt.zero_grad()
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
+        sync()
         t2 = time.perf_counter()
-        opt.step()
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
         value = loss.item()
         t3 = time.perf_counter()
         for k, d in enumerate((t1 - t0, t2 - t1, t3 - t2)):
@@ -187,7 +208,7 @@ def main():
 
     gemm = sgemm_rate(a.sgemm_n, a.sgemm_reps)
 
-    print(f"torch={torch.__version__} threads={torch.get_num_threads()} batch={b} size={s}")
+    print(f"torch={torch.__version__} threads={torch.get_num_threads()} batch={b} size={s} device={dev} autocast={a.autocast}")
     print(f"step_s={sum(times) / len(times):.4f}")
     print(f"step_s_min={min(times):.4f}")
     print(f"forward_s={phases[0] / a.steps:.4f} backward_s={phases[1] / a.steps:.4f} adam_s={phases[2] / a.steps:.4f}")

@@ -13,7 +13,10 @@
 //! personalised heads of Stage II and one-stage personalised methods) show the IDENTITY
 //! Dice (prediction k vs rater k; the paper's Dice_mean differs from Dice_match there, so
 //! it cannot be the matched value); sample-based rows show the authors' Hungarian-MATCHED
-//! per-rater Dice, marked with `*`.
+//! per-rater Dice, marked with `*`. Under each identity row a `matched` line shows the same
+//! predictions' Hungarian-matched per-rater Dice (`*`), so Stage II's personalised heads can
+//! be read against Stage I's matched numbers and the paper's tables (whose per-rater Dice is
+//! the matched one, baselines.md §0.5).
 use std::collections::{BTreeMap, BTreeSet};
 
 use schemas::metrics::MetricRecord;
@@ -105,7 +108,13 @@ pub struct TableRow {
     pub per_rater: PerRater,
     /// `[4 + R + 1]` cells in column order; None where the frame has no value.
     pub cells: Vec<Option<Cell>>,
+    /// Identity rows only: the Hungarian-matched per-rater Dice of the same predictions,
+    /// `[R + 1]` cells (Dice_A1..A_R, Dice_mean), shown on a `matched` line under the row.
+    pub matched: Option<Vec<Option<Cell>>>,
 }
+
+/// Label of the line under an identity row that shows its matched per-rater Dice.
+pub const MATCHED_LINE: &str = "  matched (Hungarian)";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportTable {
@@ -210,6 +219,13 @@ pub fn build_table_grouped(records: &[MetricRecord], grouping: Grouping) -> Repo
             PerRater::Identity => cell(names::DICE_MEAN_IDENTITY),
             PerRater::Matched => cell(names::DICE_MEAN_MATCHED),
         });
+        let matched = (per_rater == PerRater::Identity).then(|| {
+            let mut m: Vec<Option<Cell>> = (1..=raters)
+                .map(|k| cell(&names::dice_rater_matched(k)))
+                .collect();
+            m.push(cell(names::DICE_MEAN_MATCHED));
+            m
+        });
         let (run, method, stage, n_samples, bank, n_outputs) = key.clone();
         // Only D-Persona has stages; the baselines train one (stored as stage 1).
         let mut parts = Vec::new();
@@ -244,6 +260,7 @@ pub fn build_table_grouped(records: &[MetricRecord], grouping: Grouping) -> Repo
             folds: nfolds,
             per_rater,
             cells,
+            matched,
         });
     }
     ReportTable {
@@ -290,6 +307,22 @@ fn cells_of(table: &ReportTable, row: &TableRow) -> Vec<String> {
         .collect()
 }
 
+/// The `matched` line under an identity row: empty GED/Dice_soft/Dice_max/Dice_match cells,
+/// then the matched per-rater cells (marked `*`). None for other rows.
+fn matched_line(table: &ReportTable, row: &TableRow) -> Option<Vec<String>> {
+    let matched = row.matched.as_ref()?;
+    let first_rater = 4;
+    let mut out = vec![String::new(); first_rater];
+    out.extend(
+        matched
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format_cell(first_rater + i, c.as_ref(), true)),
+    );
+    out.truncate(table.columns.len());
+    Some(out)
+}
+
 fn footnotes(table: &ReportTable) -> Vec<String> {
     let spread = if table.rows.iter().any(|r| r.folds > 1) {
         "mean over fold means (rows with one fold: over units) [95% percentile bootstrap interval: \
@@ -304,6 +337,13 @@ fn footnotes(table: &ReportTable) -> Vec<String> {
          values marked * are the Hungarian-matched per-rater Dice (sample-based rows), as the authors' code computes."
             .into(),
     ];
+    if table.rows.iter().any(|r| r.matched.is_some()) {
+        notes.push(format!(
+            "`{}` under a personalised row: the same predictions' Hungarian-matched per-rater Dice (*), \
+             comparable with the sample-based rows and the paper's per-rater columns.",
+            MATCHED_LINE.trim()
+        ));
+    }
     if table
         .rows
         .iter()
@@ -322,15 +362,17 @@ fn footnotes(table: &ReportTable) -> Vec<String> {
 pub fn render_text(table: &ReportTable) -> String {
     let mut header = vec!["Method".to_string()];
     header.extend(table.columns.iter().cloned());
-    let body: Vec<Vec<String>> = table
-        .rows
-        .iter()
-        .map(|r| {
-            let mut v = vec![r.label.clone()];
-            v.extend(cells_of(table, r));
-            v
-        })
-        .collect();
+    let mut body: Vec<Vec<String>> = Vec::new();
+    for r in &table.rows {
+        let mut v = vec![r.label.clone()];
+        v.extend(cells_of(table, r));
+        body.push(v);
+        if let Some(m) = matched_line(table, r) {
+            let mut v = vec![MATCHED_LINE.to_string()];
+            v.extend(m);
+            body.push(v);
+        }
+    }
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
             std::iter::once(&header)
@@ -371,6 +413,9 @@ pub fn render_markdown(table: &ReportTable) -> String {
     out += &format!("|---|{}\n", "---|".repeat(table.columns.len()));
     for r in &table.rows {
         out += &format!("| {} | {} |\n", r.label, cells_of(table, r).join(" | "));
+        if let Some(m) = matched_line(table, r) {
+            out += &format!("| ↳ {} | {} |\n", MATCHED_LINE.trim(), m.join(" | "));
+        }
     }
     out += "\n";
     for f in footnotes(table) {
@@ -403,6 +448,73 @@ mod tests {
             seed: 1,
             checkpoint_sha256: String::new(),
         }
+    }
+
+    fn metric(mut r: MetricRecord, metric: &str, value: f64) -> MetricRecord {
+        r.metric = metric.into();
+        r.value = value;
+        r
+    }
+
+    /// An identity row (Stage II) gets a `matched` line with its matched per-rater Dice;
+    /// a sample-based row (Stage I) shows matched values already and gets none.
+    #[test]
+    fn identity_rows_show_their_matched_dice_on_a_line_below() {
+        let s2 = row("dp", "dpersona", 2, 0, 100);
+        let s1 = row("dp", "dpersona", 1, 10, 0);
+        let mut records = Vec::new();
+        for (k, (id, m)) in [(0.9, 0.6), (0.8, 0.7)].iter().enumerate() {
+            records.push(metric(s2.clone(), &names::dice_rater_identity(k + 1), *id));
+            records.push(metric(s2.clone(), &names::dice_rater_matched(k + 1), *m));
+        }
+        records.push(metric(s2.clone(), names::DICE_MEAN_IDENTITY, 0.85));
+        records.push(metric(s2.clone(), names::DICE_MEAN_MATCHED, 0.65));
+        records.push(metric(s1.clone(), &names::dice_rater_matched(1), 0.5));
+        records.push(metric(s1.clone(), &names::dice_rater_matched(2), 0.4));
+        records.push(metric(s1, names::DICE_MEAN_MATCHED, 0.45));
+        let table = build_table(&records);
+        let stage2 = table.rows.iter().find(|r| r.stage == 2).unwrap();
+        assert_eq!(stage2.per_rater, PerRater::Identity);
+        let m: Vec<f64> = stage2
+            .matched
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.unwrap().mean)
+            .collect();
+        assert_eq!(m, [0.6, 0.7, 0.65]);
+        assert_eq!(stage2.cells[4].unwrap().mean, 0.9);
+        assert!(table
+            .rows
+            .iter()
+            .find(|r| r.stage == 1)
+            .unwrap()
+            .matched
+            .is_none());
+        let text = render_text(&table);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("dpersona (Stage 2"))
+            .unwrap();
+        let below = lines[at + 1];
+        assert!(below.starts_with(MATCHED_LINE), "{text}");
+        for v in ["60.00", "70.00", "65.00"] {
+            assert!(below.contains(&format!("{v} [{v}, {v}]*")), "{v}: {below}");
+        }
+        assert!(!below.contains("90.00"), "{below}");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with(MATCHED_LINE)).count(),
+            1,
+            "{text}"
+        );
+        let md = render_markdown(&table);
+        assert!(
+            md.contains(
+                "| ↳ matched (Hungarian) |  |  |  |  | 60.00 [60.00, 60.00]* | 70.00 [70.00, 70.00]* | 65.00 [65.00, 65.00]* |"
+            ),
+            "{md}"
+        );
     }
 
     /// One row per method: stages only for D-Persona, #N and M where they apply, and the

@@ -188,6 +188,38 @@ fn results_accumulate_and_summary_matches_polars_and_report() {
             );
         }
     }
+    // Stage II's line below: its matched per-rater Dice, the polars means of the
+    // `dice_rater_k_matched` / `dice_mean_matched` rows of the same evaluation.
+    let matched = stage2
+        .matched
+        .as_ref()
+        .expect("identity row has a matched line");
+    let metrics: Vec<String> = (1..=4)
+        .map(|k| format!("dice_rater_{k}_matched"))
+        .chain(std::iter::once("dice_mean_matched".to_string()))
+        .collect();
+    for (i, metric) in metrics.iter().enumerate() {
+        let key = format!("dpersona|2|0|{}|{metric}", stage2.bank);
+        let (mean, std, _) = across[&key];
+        let c = matched[i].unwrap_or_else(|| panic!("{key}: empty matched cell"));
+        assert!(
+            (c.mean - mean).abs() < 1e-12 && (c.std - std).abs() < 1e-12,
+            "{key}: table {} ± {}, polars {mean} ± {std}",
+            c.mean,
+            c.std
+        );
+        let cell = format_cell(4 + i, Some(&c), true);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(eval::report_table::MATCHED_LINE))
+            .expect("a matched line");
+        assert!(line.contains(&cell), "{key}: `{cell}` not in `{line}`");
+        assert!(md.contains(&cell), "{key}: `{cell}` not in the markdown");
+    }
+    assert!(
+        stage1.matched.is_none(),
+        "Stage I shows matched Dice already"
+    );
     assert!(
         text.contains("Hungarian-matched"),
         "footnote says which per-rater Dice is shown"

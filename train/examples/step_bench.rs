@@ -23,6 +23,7 @@ use train::loader::{AugmentKind, Dataset, Loader, LoaderConfig, Selection};
 use train::losses::{stage1_losses, Stage1Options};
 use train::models::{DPersona, ModelConfig};
 use train::optim::{Adam, AdamParams};
+use train::precision::{autocast, LossScaler, Precision};
 
 const SIZE: usize = 128;
 const RATERS: usize = 4;
@@ -118,6 +119,14 @@ fn main() {
         1e-4,
     );
     let opts = Stage1Options::default();
+    // --precision fp32|bf16|fp16: the training loop's autocast (and fp16 loss scaler).
+    let precision: Precision = match arg(&args, "--precision", "fp32".to_string()).as_str() {
+        "fp32" => Precision::Fp32,
+        "bf16" => Precision::Bf16,
+        "fp16" => Precision::Fp16,
+        other => panic!("--precision must be fp32, bf16 or fp16, not {other}"),
+    };
+    let mut scaler = (precision == Precision::Fp16).then(LossScaler::default);
 
     let (mut wait, mut compute, mut done, mut images) = (0f64, 0f64, 0usize, 0usize);
     let (mut fwd_s, mut bwd_s, mut adam_s) = (0f64, 0f64, 0f64);
@@ -137,23 +146,36 @@ fn main() {
             }
             let t = b.tensors(device, device != Device::Cpu);
             let rater = Tensor::full([b.b as i64], (done % RATERS) as i64, (Kind::Int64, device));
-            let l = stage1_losses(
-                &model,
-                &t.images,
-                &t.masks,
-                &t.union,
-                &t.intersection,
-                &rater,
-                &opts,
-                true,
-            );
+            let l = autocast(precision, device, || {
+                stage1_losses(
+                    &model,
+                    &t.images,
+                    &t.masks,
+                    &t.union,
+                    &t.intersection,
+                    &rater,
+                    &opts,
+                    true,
+                )
+            });
             sync(device);
             let tf = Instant::now();
             adam.zero_grad();
-            l.total.backward();
+            let take_step = match scaler.as_mut() {
+                None => {
+                    l.total.backward();
+                    true
+                }
+                Some(s) => {
+                    s.scale_loss(&l.total).backward();
+                    s.unscale_and_update(&vs)
+                }
+            };
             sync(device);
             let tb = Instant::now();
-            adam.step();
+            if take_step {
+                adam.step();
+            }
             let loss = l.total.double_value(&[]);
             sync(device);
             assert!(loss.is_finite(), "non-finite loss at step {done}");
@@ -179,7 +201,7 @@ fn main() {
     let timed = done - warmup;
     let step_s = wall / timed as f64;
     let gflop = GFLOP_PER_STEP_B12 * batch as f64 / 12.0;
-    println!("device={device:?}");
+    println!("device={device:?} precision={precision:?}");
     println!("steps={timed} batch={batch} threads={threads} warmup={warmup}");
     println!("step_s={step_s:.4}");
     println!("images_per_s={:.1}", images as f64 / wall);

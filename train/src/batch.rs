@@ -50,6 +50,26 @@ pub struct BatchTensors {
     pub union: Tensor,
 }
 
+impl BatchTensors {
+    /// The union and intersection `[B, 1, H, W]` Stage I's bound loss covers.
+    ///
+    /// `mask_absent_raters` (`stage2.mask_absent_raters`): over the raters present on each
+    /// image (the loader's `union` / `intersection`). Off, the authors' rule: max and min
+    /// over ALL R rater channels, an absent rater counting as its (empty) mask, so the
+    /// intersection is empty on every image with an absent rater (their LIDC data pads
+    /// missing reads with empty masks).
+    pub fn stage1_consensus(&self, mask_absent_raters: bool) -> (Tensor, Tensor) {
+        if mask_absent_raters {
+            (
+                self.union.shallow_clone(),
+                self.intersection.shallow_clone(),
+            )
+        } else {
+            (self.masks.amax([1], true), self.masks.amin([1], true))
+        }
+    }
+}
+
 impl Batch {
     /// Images `[B, C, H, W]` and masks `[B, R, H, W]` as f32 tensors on `device`.
     pub fn to_tensors(&self, device: Device) -> (Tensor, Tensor) {

@@ -254,7 +254,13 @@ pub fn resolve_config(
         .preset
         .clone()
         .unwrap_or_else(|| manifest.header.source_kind.default_preset().to_string());
-    let mut cfg = TrainConfig::load(&preset, args.config.as_deref())?;
+    // The preset's settings for this method's authors (presets/<preset>/<method>.toml), then
+    // --config, then the flags.
+    let method = args
+        .method
+        .to_possible_value()
+        .map(|v| v.get_name().to_string());
+    let mut cfg = TrainConfig::load_for(&preset, method.as_deref(), args.config.as_deref())?;
     if let Some(s) = args.seed {
         cfg.seed = s;
     }

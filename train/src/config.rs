@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::loader::AugmentKind;
 use crate::losses::{ReconFrom, Stage1Options};
 use crate::models::ModelConfig;
+use crate::schedule::Schedule;
 
 /// Why a configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,19 @@ pub struct Stage2Config {
     pub backbone_bn: BnMode,
     /// Dropout2d in the heads while training (the authors: on, the model is in train mode).
     pub heads_dropout: bool,
+    /// Leave raters who did not read a study out of D-Persona's losses, as the baselines do:
+    /// Stage II's Dice ignores head k on the images whose rater k is absent, and Stage I's
+    /// union and intersection are taken over the present raters only. Off (the default, and
+    /// the authors' behaviour: their LIDC data pads missing reads with empty masks): an
+    /// absent rater is an empty mask, so head k learns "nothing" for images rater k never
+    /// saw and the intersection is empty wherever a rater is absent. Left out of
+    /// `config.toml` when off, so configurations made before the key have the same hash.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mask_absent_raters: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Adam and the epoch schedule (method.md §4).
@@ -103,6 +117,12 @@ pub struct OptimConfig {
     /// fp32 in every mode. See [`crate::precision`].
     #[serde(default, skip_serializing_if = "crate::precision::Precision::is_fp32")]
     pub precision: crate::precision::Precision,
+    /// How the rate changes per epoch (`"cosine"`, `"constant"`, `{ poly = { power = 0.9 } }`,
+    /// `{ step = { after_epoch = 40, decay = 0.1 } }`; see [`crate::schedule`]). Absent:
+    /// cosine, which is also left out of `config.toml`, so the hash of every configuration
+    /// made before the key existed is unchanged.
+    #[serde(default, skip_serializing_if = "Schedule::is_default")]
+    pub schedule: Schedule,
 }
 
 /// Which split chooses the best checkpoint.
@@ -233,17 +253,30 @@ impl TrainConfig {
     /// Preset `preset` with the partial TOML `user` (text, origin label) merged over it.
     /// Unknown keys and wrong types are errors naming the key and where it came from.
     pub fn resolve(preset: &str, user: Option<(&str, &str)>) -> Result<Self, ConfigError> {
+        Self::resolve_for(preset, None, user)
+    }
+
+    /// Preset `preset`, then the preset's override for `method` (the `--method` name;
+    /// `data_manifests::METHOD_OVERRIDES`, if it has one), then the partial TOML `user`,
+    /// each merged over the one before.
+    pub fn resolve_for(
+        preset: &str,
+        method: Option<&str>,
+        user: Option<(&str, &str)>,
+    ) -> Result<Self, ConfigError> {
         let p = data_manifests::preset(preset)
             .ok_or_else(|| ConfigError::UnknownPreset(preset.to_string()))?;
-        let origin_preset = format!("preset `{preset}`");
-        let mut value = parse_toml(p.toml, &origin_preset)?;
-        let origin = match user {
-            Some((text, origin)) => {
-                merge_toml(&mut value, parse_toml(text, origin)?);
-                format!("{origin} (merged over preset `{preset}`)")
-            }
-            None => origin_preset,
-        };
+        let mut origin = format!("preset `{preset}`");
+        let mut value = parse_toml(p.toml, &origin)?;
+        if let Some(o) = method.and_then(|m| data_manifests::method_override(preset, m)) {
+            let label = format!("presets/{preset}/{}.toml", o.method);
+            merge_toml(&mut value, parse_toml(o.toml, &label)?);
+            origin = format!("{label} (merged over {origin})");
+        }
+        if let Some((text, user_origin)) = user {
+            merge_toml(&mut value, parse_toml(text, user_origin)?);
+            origin = format!("{user_origin} (merged over {origin})");
+        }
         // Re-serialise so that the error of a bad key carries the key's table and line.
         let merged = toml::to_string(&value).map_err(|e| ConfigError::Invalid {
             origin: origin.clone(),
@@ -257,14 +290,23 @@ impl TrainConfig {
 
     /// Preset plus an optional user file.
     pub fn load(preset: &str, user_file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_for(preset, None, user_file)
+    }
+
+    /// Preset, its override for `method` (if any), and an optional user file.
+    pub fn load_for(
+        preset: &str,
+        method: Option<&str>,
+        user_file: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
         match user_file {
-            None => Self::resolve(preset, None),
+            None => Self::resolve_for(preset, method, None),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
                     path: path.to_path_buf(),
                     source,
                 })?;
-                Self::resolve(preset, Some((&text, &path.display().to_string())))
+                Self::resolve_for(preset, method, Some((&text, &path.display().to_string())))
             }
         }
     }
@@ -282,6 +324,7 @@ impl TrainConfig {
                 o.beta1, o.beta2, o.eps
             ));
         }
+        o.schedule.validate()?;
         if o.batch_size == 0 || self.validation.batch_size == 0 {
             return Err("optim.batch_size and validation.batch_size must be >= 1".into());
         }
@@ -361,6 +404,183 @@ mod tests {
         assert_eq!(
             TrainConfig::preset("small").unwrap().model,
             ModelConfig::small(1)
+        );
+    }
+
+    /// The new keys are left out of `config.toml` at their defaults, so the hash of every
+    /// configuration made before they existed is unchanged; set, they change it.
+    #[test]
+    fn schedule_and_mask_keys_keep_old_hashes() {
+        // `small` turns mask_absent_raters on (its data marks absence): only the schedule
+        // key is absent from its text.
+        assert!(
+            TrainConfig::preset("small")
+                .unwrap()
+                .stage2
+                .mask_absent_raters
+        );
+        for p in ["small", "paper-lidc"] {
+            let cfg = TrainConfig::preset(p).unwrap();
+            let text = cfg.to_toml();
+            assert!(!text.contains("schedule"), "{p}: {text}");
+            if p == "paper-lidc" {
+                assert!(!text.contains("mask_absent_raters"), "{p}: {text}");
+            }
+            let spelt_out = format!(
+                "[optim]\nschedule = \"cosine\"\n[stage2]\nmask_absent_raters = {}\n",
+                cfg.stage2.mask_absent_raters
+            );
+            let explicit = TrainConfig::resolve(p, Some((&spelt_out, "t.toml"))).unwrap();
+            assert_eq!(explicit.hash(), cfg.hash(), "{p}");
+            let poly = TrainConfig::resolve(
+                p,
+                Some(("[optim]\nschedule = { poly = { power = 0.9 } }\n", "t.toml")),
+            )
+            .unwrap();
+            assert_ne!(poly.hash(), cfg.hash(), "{p}");
+        }
+    }
+
+    #[test]
+    fn schedule_forms_parse_and_round_trip() {
+        let cases = [
+            ("\"constant\"", Schedule::Constant),
+            ("\"cosine\"", Schedule::Cosine),
+            ("{ poly = { power = 0.9 } }", Schedule::Poly { power: 0.9 }),
+            (
+                "{ step = { after_epoch = 40, decay = 0.1 } }",
+                Schedule::Step {
+                    after_epoch: 40,
+                    decay: 0.1,
+                },
+            ),
+        ];
+        for (text, want) in cases {
+            let user = format!("[optim]\nschedule = {text}\n");
+            let cfg = TrainConfig::resolve("small", Some((&user, "t.toml"))).unwrap();
+            assert_eq!(cfg.optim.schedule, want, "{text}");
+            let again = TrainConfig::from_toml_str(&cfg.to_toml(), "round trip").unwrap();
+            assert_eq!(again, cfg, "{text}");
+        }
+        for (text, needle) in [
+            ("\"linear\"", "linear"),
+            ("{ poly = { pow = 0.9 } }", "pow"),
+            ("{ poly = { power = -1.0 } }", "optim.schedule.poly.power"),
+            (
+                "{ step = { after_epoch = 4, decay = -0.1 } }",
+                "optim.schedule.step.decay",
+            ),
+        ] {
+            let user = format!("[optim]\nschedule = {text}\n");
+            let err = TrainConfig::resolve("small", Some((&user, "t.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(err.contains("t.toml"), "{text}: {err}");
+        }
+    }
+
+    /// `--preset compare`: D-Persona's base and each method's authors' settings on top.
+    #[test]
+    fn compare_preset_and_method_overrides() {
+        use crate::baselines::BaselineSpec;
+        let base = TrainConfig::preset("compare").unwrap();
+        assert_eq!(base.optim.lr, 1e-3);
+        assert_eq!(base.optim.schedule, Schedule::Cosine);
+        assert_eq!(base.optim.batch_size, 12);
+        assert_eq!((base.stage2.bank, base.validation.bank), (100, 100));
+        assert!(base.stage2.mask_absent_raters);
+        assert!(base.baseline.is_none());
+        // Every override resolves, names its own method, and changes something.
+        for o in data_manifests::METHOD_OVERRIDES {
+            let cfg = TrainConfig::resolve_for(o.preset, Some(o.method), None)
+                .unwrap_or_else(|e| panic!("{}/{}: {e}", o.preset, o.method));
+            if let Some(b) = &cfg.baseline {
+                assert_eq!(b.name(), o.method, "{}/{}", o.preset, o.method);
+            }
+            assert_ne!(cfg, TrainConfig::preset(o.preset).unwrap(), "{}", o.method);
+        }
+        let tab = TrainConfig::resolve_for("compare", Some("tab"), None).unwrap();
+        // TAB's 5e-5 is half the harness's 1e-4: the same ratio to the base rate.
+        assert_eq!(tab.optim.lr / base.optim.lr, 5e-5 / 1e-4);
+        assert_eq!(tab.optim.schedule, Schedule::Poly { power: 0.9 });
+        let pio = TrainConfig::resolve_for("compare", Some("pionono"), None).unwrap();
+        assert_eq!(
+            pio.optim.schedule,
+            Schedule::Step {
+                after_epoch: 40,
+                decay: 0.1
+            }
+        );
+        assert_eq!(pio.optim.lr, base.optim.lr);
+        match pio.baseline {
+            Some(BaselineSpec::Pionono(o)) => {
+                assert_eq!((o.latent_lr, o.kl_factor, o.latent_dim), (0.02, 0.0005, 8))
+            }
+            other => panic!("{other:?}"),
+        }
+        for m in ["cm-global", "cm-pixel"] {
+            let cm = TrainConfig::resolve_for("compare", Some(m), None).unwrap();
+            match cm.baseline {
+                Some(BaselineSpec::CmGlobal(o)) | Some(BaselineSpec::CmPixel(o)) => {
+                    assert_eq!(o.cm_lr, 1e-2, "{m}")
+                }
+                other => panic!("{m}: {other:?}"),
+            }
+        }
+        // Methods without an override, and other presets, are the preset itself.
+        assert_eq!(
+            TrainConfig::resolve_for("compare", Some("mv"), None).unwrap(),
+            base
+        );
+        assert_eq!(
+            TrainConfig::resolve_for("small", Some("tab"), None).unwrap(),
+            TrainConfig::preset("small").unwrap()
+        );
+        // A user's file wins over the override, and its errors name both files.
+        let mine = TrainConfig::resolve_for(
+            "compare",
+            Some("tab"),
+            Some(("[optim]\nlr = 1e-4\n", "mine.toml")),
+        )
+        .unwrap();
+        assert_eq!(mine.optim.lr, 1e-4);
+        assert_eq!(mine.optim.schedule, Schedule::Poly { power: 0.9 });
+        let err = TrainConfig::resolve_for(
+            "compare",
+            Some("tab"),
+            Some(("[baseline]\nrnak = 3\n", "mine.toml")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("rnak")
+                && err.contains("mine.toml")
+                && err.contains("presets/compare/tab.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mask_absent_raters_defaults_per_preset() {
+        assert!(
+            !TrainConfig::preset("paper-lidc")
+                .unwrap()
+                .stage2
+                .mask_absent_raters
+        );
+        assert!(
+            TrainConfig::preset("paper-npc")
+                .unwrap()
+                .stage2
+                .mask_absent_raters
+        );
+        // small's synthetic LIDC-style data marks absent raters.
+        assert!(
+            TrainConfig::preset("small")
+                .unwrap()
+                .stage2
+                .mask_absent_raters
         );
     }
 

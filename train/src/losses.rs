@@ -41,6 +41,58 @@ pub fn generalized_dice_loss(logits: &Tensor, target: &Tensor) -> Tensor {
     1.0 - dice.mean(None)
 }
 
+/// [`generalized_dice_loss`] over the (row, channel) pairs where `present` `[B, C]` (bool)
+/// is true: channel c's sums run over the rows whose rater c is present, and a channel with
+/// no present row in the batch leaves the mean. With every rater present it equals
+/// [`generalized_dice_loss`].
+///
+/// Why: Stage II's head k is supervised by rater k; in the authors' data an absent rater is
+/// an empty mask, which teaches head k to draw nothing on images its rater never saw. The
+/// baselines leave absent raters out; `stage2.mask_absent_raters` makes D-Persona do the same.
+pub fn masked_generalized_dice_loss(logits: &Tensor, target: &Tensor, present: &Tensor) -> Tensor {
+    assert_eq!(
+        logits.size(),
+        target.size(),
+        "GDL: logits and target shapes differ"
+    );
+    // Sums in fp32 under autocast too (see generalized_dice_loss).
+    let logits = &logits.to_kind(Kind::Float);
+    let (b, c, h, w) = logits.size4().expect("logits must be [B, C, H, W]");
+    assert_eq!(
+        present.size(),
+        [b, c],
+        "masked GDL: present must be [B, C] for logits [B, C, H, W]"
+    );
+    let m = present
+        .to_kind(logits.kind())
+        .to_device(logits.device())
+        .view([b, c, 1, 1])
+        .expand([b, c, h, w], false);
+    let flat = |t: &Tensor| t.transpose(0, 1).contiguous().view([c, -1]);
+    let mut p = flat(&logits.sigmoid());
+    let mut t = flat(&target.to_kind(logits.kind()));
+    let mut m = flat(&m);
+    if c == 1 {
+        p = Tensor::cat(&[&p, &(1.0 - &p)], 0);
+        t = Tensor::cat(&[&t, &(1.0 - &t)], 0);
+        m = Tensor::cat(&[&m, &m], 0);
+    }
+    let t_sum = (&t * &m).sum_dim_intlist(-1, false, None);
+    let w = (&t_sum * &t_sum)
+        .clamp_min(GDL_EPSILON)
+        .reciprocal()
+        .detach();
+    let intersect = (&p * &t * &m).sum_dim_intlist(-1, false, None) * &w;
+    let denominator = ((&p + &t) * &m).sum_dim_intlist(-1, false, None) * &w;
+    let dice = intersect * 2.0 / denominator.clamp_min(GDL_EPSILON);
+    let valid = m
+        .sum_dim_intlist(-1, false, None)
+        .gt(0.0)
+        .to_kind(dice.kind());
+    let n_valid = valid.sum(dice.kind()).clamp_min(1.0);
+    1.0 - (dice * &valid).sum(valid.kind()) / n_valid
+}
+
 /// Which latent code the Stage-I reconstruction decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -167,7 +219,9 @@ pub fn stage1_losses(
 }
 
 /// The Stage-II objective (method.md §3.3): 4-channel GDL of the heads' logits
-/// `[B, R, H, W]` against y `[B, R, H, W]` (head k ↔ rater channel k).
+/// `[B, R, H, W]` against y `[B, R, H, W]` (head k ↔ rater channel k). With `present`
+/// (`[B, R]` bool, `stage2.mask_absent_raters`) head k is scored only on the images whose
+/// rater k is present ([`masked_generalized_dice_loss`]); `None` is the authors' loss.
 ///
 /// The bank (`bank_size` prior draws per image) is drawn without gradient, and the backbone
 /// features are computed without a graph: only the heads (and Fcomb, whose gradients the
@@ -180,6 +234,7 @@ pub fn stage2_loss(
     bank_size: i64,
     backbone_train: bool,
     heads_train: bool,
+    present: Option<&Tensor>,
 ) -> Tensor {
     let (feats, bank) = tch::no_grad(|| {
         (
@@ -187,5 +242,9 @@ pub fn stage2_loss(
             model.prior(x).sample_n(bank_size),
         )
     });
-    generalized_dice_loss(&model.personalised(&feats, &bank, heads_train), y)
+    let logits = model.personalised(&feats, &bank, heads_train);
+    match present {
+        None => generalized_dice_loss(&logits, y),
+        Some(present) => masked_generalized_dice_loss(&logits, y, present),
+    }
 }

@@ -398,3 +398,78 @@ fn baseline_table_overrides_single_keys_and_rejects_unknown_ones() {
     .to_string();
     assert!(err.contains("nope"), "{err}");
 }
+
+/// `train --method NAME --preset compare` resolves the preset, then the method's authors'
+/// settings (presets/compare/NAME.toml), then --config, then the flags.
+#[test]
+fn preset_compare_applies_each_methods_authors_settings() {
+    use train::schedule::Schedule;
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest_path = write_dataset(&tmp.path().join("data"), &["train", "val", "test"], 2, 5);
+    let manifest = schemas::manifest::Manifest::read(&manifest_path).unwrap();
+    let m = manifest_path.to_str().unwrap();
+    let resolve = |extra: &[&str]| {
+        let mut a = vec!["--manifest", m, "--preset", "compare"];
+        a.extend_from_slice(extra);
+        train::cli::resolve_config(&train_args(&a), &manifest)
+            .unwrap()
+            .1
+    };
+    let dp = resolve(&[]);
+    assert_eq!((dp.optim.lr, dp.optim.schedule), (1e-3, Schedule::Cosine));
+    assert!(dp.stage2.mask_absent_raters && dp.baseline.is_none());
+
+    let tab = resolve(&["--method", "tab", "--seed", "8"]);
+    assert_eq!(tab.optim.lr, 5e-4);
+    assert_eq!(tab.optim.schedule, Schedule::Poly { power: 0.9 });
+    assert_eq!(tab.seed, 8);
+    assert!(matches!(tab.baseline, Some(BaselineSpec::Tab(ref o)) if o.rank == 7));
+
+    let mv = resolve(&["--method", "mv", "--mv", "inclusive"]);
+    assert_eq!((mv.optim.lr, mv.optim.schedule), (1e-3, Schedule::Cosine));
+    assert_eq!(
+        mv.baseline,
+        Some(BaselineSpec::Mv {
+            rule: MvRule::Inclusive
+        })
+    );
+
+    // --config wins over the method's file key by key.
+    let mine = tmp.path().join("mine.toml");
+    std::fs::write(
+        &mine,
+        "[baseline]\nmethod = \"pionono\"\nlatent_lr = 0.01\n",
+    )
+    .unwrap();
+    let pio = resolve(&[
+        "--method",
+        "pionono",
+        "--config",
+        mine.to_str().unwrap(),
+        "--epochs-stage1",
+        "3",
+    ]);
+    assert_eq!(
+        pio.optim.schedule,
+        Schedule::Step {
+            after_epoch: 40,
+            decay: 0.1
+        }
+    );
+    assert_eq!(pio.optim.epochs_stage1, 3);
+    let want = PiononoOptions {
+        latent_lr: 0.01,
+        ..PiononoOptions::default()
+    };
+    assert_eq!(pio.baseline, Some(BaselineSpec::Pionono(want)));
+
+    // Another preset has no method files: --method tab --preset small is the small preset.
+    let small = train::cli::resolve_config(
+        &train_args(&["--manifest", m, "--preset", "small", "--method", "tab"]),
+        &manifest,
+    )
+    .unwrap()
+    .1;
+    assert_eq!(small.optim.schedule, Schedule::Cosine);
+    assert_eq!(small.optim.lr, 3e-3);
+}

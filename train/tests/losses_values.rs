@@ -211,7 +211,7 @@ fn stage2_gradients_reach_heads_not_prior_or_backbone() {
     tch::manual_seed(12);
     let (vs, m) = small_model();
     let (x, y, _, _) = toy_batch();
-    let loss = stage2_loss(&m, &x, &y, 16, true, true);
+    let loss = stage2_loss(&m, &x, &y, 16, true, true, None);
     assert!(loss.double_value(&[]).is_finite());
     loss.backward();
     let v = vs.variables();
@@ -244,12 +244,12 @@ fn stage2_train_mode_updates_bn_running_stats() {
     let (vs, m) = small_model();
     let (x, y, _, _) = toy_batch();
     let rm = vs.variables()["backbone.down.0.bn1.running_mean"].copy();
-    let _ = stage2_loss(&m, &x, &y, 8, false, false);
+    let _ = stage2_loss(&m, &x, &y, 8, false, false, None);
     assert!(
         rm.equal(&vs.variables()["backbone.down.0.bn1.running_mean"]),
         "eval mode keeps BN stats"
     );
-    let _ = stage2_loss(&m, &x, &y, 8, true, false);
+    let _ = stage2_loss(&m, &x, &y, 8, true, false, None);
     assert!(
         !rm.equal(&vs.variables()["backbone.down.0.bn1.running_mean"]),
         "train mode updates BN stats"

@@ -32,7 +32,6 @@ use crate::loader::Loader;
 use crate::methods::{Method, OptimGroup, StepAt};
 use crate::precision::{autocast, LossScaler, Precision};
 use crate::run_dir::RunDir;
-use crate::schedule::cosine_lr;
 use crate::seeding::{reseed, Stream};
 use crate::train_log::{line_prefix, TrainLog};
 use epoch_end::{log_row, BestSoFar, EpochEnd};
@@ -145,9 +144,10 @@ pub fn fit(
     let mut step = start.step;
     let mut nan = NanGuard::new(start.skipped, cfg.nan.max_consecutive);
     for epoch in start.epoch..epochs {
-        let lr = cosine_lr(opts[0].lr0, epoch, epochs);
+        let schedule = &cfg.optim.schedule;
+        let lr = schedule.lr(opts[0].lr0, epoch, epochs);
         for g in &mut opts {
-            g.adam.set_lr(cosine_lr(g.lr0, epoch, epochs));
+            g.adam.set_lr(schedule.lr(g.lr0, epoch, epochs));
         }
         let mut sums = TermSums::default();
         for (i, batch) in ctx.train.epoch(epoch as u64).enumerate() {

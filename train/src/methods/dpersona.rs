@@ -147,12 +147,13 @@ impl Method for DPersonaStage {
         if self.stage == 1 {
             let rater = self.draw_raters(batch, at.rng);
             let opts = self.cfg.losses.stage1_options();
+            let (union, intersection) = t.stage1_consensus(self.cfg.stage2.mask_absent_raters);
             let l = stage1_losses(
                 &self.model,
                 &t.images,
                 &t.masks,
-                &t.union,
-                &t.intersection,
+                &union,
+                &intersection,
                 &rater,
                 &opts,
                 true,
@@ -175,6 +176,7 @@ impl Method for DPersonaStage {
                 s2.bank,
                 s2.backbone_bn == BnMode::Train,
                 s2.heads_dropout,
+                s2.mask_absent_raters.then_some(&t.present),
             );
             Some(LossTerms {
                 total,
