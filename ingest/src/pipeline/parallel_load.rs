@@ -113,7 +113,7 @@ fn write_all(
             }
             Message::Loaded(study, out) => match check_output(study, &out, n_raters) {
                 Ok(()) => {
-                    writer.add_study(study, &out).map_err(|e| stop(e.into()))?;
+                    writer.add_study(study, out).map_err(|e| stop(e.into()))?;
                     progress.inspect(|bar| bar.inc(1));
                     continue;
                 }

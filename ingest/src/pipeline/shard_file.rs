@@ -8,9 +8,9 @@
 //! time. So each full row group is handed to its own encoding thread (the image column on
 //! one more) as soon as it fills, up to as many groups at a time as there are cores, and the
 //! finished column chunks are appended strictly in group order. The file is the one
-//! `ArrowWriter` writes: same properties, same row group boundaries (a group closes at
-//! `row_group_rows` rows, spanning studies), batches fed to the column writers in the
-//! same slices, so the bytes are the same too.
+//! `ArrowWriter` writes when handed one batch per row group: same properties, same row
+//! group boundaries (a group closes at `row_group_rows` rows, spanning studies), so the
+//! bytes are the same too.
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,9 +37,8 @@ pub struct ShardFile {
     tmp: PathBuf,
     writer: Option<SerializedFileWriter<File>>,
     factory: ArrowRowGroupWriterFactory,
-    /// Batches of the row group being filled, in order.
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
+    /// Rows of the row group being filled, in order.
+    pending: Vec<SliceRecord>,
     row_group_rows: usize,
     /// Row groups being encoded, oldest first; appended to the file in this order.
     encoding: VecDeque<JoinHandle<EncodedGroup>>,
@@ -83,7 +82,6 @@ impl ShardFile {
             writer: Some(writer),
             factory,
             pending: Vec::new(),
-            pending_rows: 0,
             row_group_rows: row_group_rows.max(1),
             encoding: VecDeque::new(),
             in_flight: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
@@ -98,13 +96,16 @@ impl ShardFile {
     }
 
     /// Appends rows; every full row group is encoded and written.
-    pub fn write(&mut self, mut rows: &[SliceRecord]) -> Result<(), SchemaError> {
-        while !rows.is_empty() {
-            let n = rows.len().min(self.row_group_rows - self.pending_rows);
-            self.pending.push(slice::to_batch(&rows[..n]));
-            self.pending_rows += n;
-            rows = &rows[n..];
-            if self.pending_rows == self.row_group_rows {
+    ///
+    /// The rows are kept as they are until their group is full, then the whole group
+    /// becomes one Arrow batch on its encoding thread. Building a batch per call instead
+    /// (one per study) cost the single writer thread 22 small arrays, a copy of every pixel
+    /// and the mask packing per study, and for one-slice studies (the LIDC pickle's 2D
+    /// crops) the column writers one `write` per row.
+    pub fn write(&mut self, rows: Vec<SliceRecord>) -> Result<(), SchemaError> {
+        for row in rows {
+            self.pending.push(row);
+            if self.pending.len() == self.row_group_rows {
                 self.flush()?;
             }
         }
@@ -114,11 +115,10 @@ impl ShardFile {
     /// Starts encoding the pending rows as the next row group, then appends finished
     /// groups while more than [`Self::in_flight`] are encoding.
     fn flush(&mut self) -> Result<(), SchemaError> {
-        if self.pending_rows == 0 {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        let batches = std::mem::take(&mut self.pending);
-        self.pending_rows = 0;
+        let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(self.row_group_rows));
         let writer = self.writer.as_ref().expect("shard written after finish");
         let index = writer.flushed_row_groups().len() + self.encoding.len();
         let columns = self
@@ -126,7 +126,7 @@ impl ShardFile {
             .create_column_writers(index)
             .map_err(|e| self.parquet_error(e))?;
         self.encoding
-            .push_back(std::thread::spawn(move || encode_group(batches, columns)));
+            .push_back(std::thread::spawn(move || encode_group(rows, columns)));
         while self.encoding.len() > self.in_flight {
             self.append_oldest()?;
         }
@@ -173,9 +173,11 @@ impl ShardFile {
     }
 }
 
-/// Encodes one row group's batches into column chunks: the image column (the costliest)
+/// Encodes one row group's rows into column chunks: the image column (the costliest)
 /// on a second thread, the others on this one.
-fn encode_group(batches: Vec<RecordBatch>, mut columns: Vec<ArrowColumnWriter>) -> EncodedGroup {
+fn encode_group(rows: Vec<SliceRecord>, mut columns: Vec<ArrowColumnWriter>) -> EncodedGroup {
+    let batch: RecordBatch = slice::to_batch(&rows);
+    drop(rows);
     let schema = slice::schema();
     let image = schema
         .index_of(slice::col::IMAGE)
@@ -183,11 +185,8 @@ fn encode_group(batches: Vec<RecordBatch>, mut columns: Vec<ArrowColumnWriter>) 
     // One leaf column per field: the slice schema has no struct columns.
     let image_writer = columns.remove(image);
     let encode = |col: usize, mut w: ArrowColumnWriter| -> Result<ArrowColumnChunk, ParquetError> {
-        let field = schema.field(col);
-        for b in &batches {
-            for leaf in compute_leaves(field, b.column(col))? {
-                w.write(&leaf)?;
-            }
+        for leaf in compute_leaves(schema.field(col), batch.column(col))? {
+            w.write(&leaf)?;
         }
         w.close()
     };
@@ -258,8 +257,8 @@ mod tests {
     }
 
     /// The two-thread row group encoder writes the very bytes parquet's own ArrowWriter
-    /// writes with the same properties and the same batches (row groups spanning
-    /// studies, a short last group).
+    /// writes with the same properties, handed one batch per row group (row groups
+    /// spanning studies, a short last group).
     #[test]
     fn same_bytes_as_arrow_writer() {
         let dir = tempfile::tempdir().unwrap();
@@ -276,7 +275,7 @@ mod tests {
         )
         .unwrap();
         for s in &studies {
-            f.write(s).unwrap();
+            f.write(s.to_vec()).unwrap();
         }
         f.set_metadata("k", "v".into());
         f.finish().unwrap();
@@ -292,8 +291,8 @@ mod tests {
             .build();
         let file = File::create(&reference).unwrap();
         let mut w = ArrowWriter::try_new(file, slice::schema(), Some(props)).unwrap();
-        for s in &studies {
-            w.write(&slice::to_batch(s)).unwrap();
+        for g in rows.chunks(group) {
+            w.write(&slice::to_batch(g)).unwrap();
         }
         w.append_key_value_metadata(KeyValue::new("k".to_string(), "v".to_string()));
         w.close().unwrap();
@@ -323,7 +322,7 @@ mod tests {
         let path = dir.path().join("s.parquet");
         let mut f =
             ShardFile::create(&path, shard_properties(4, ImageValues::Quantised), 4).unwrap();
-        f.write(&(0..6).map(record).collect::<Vec<_>>()).unwrap();
+        f.write((0..6).map(record).collect()).unwrap();
         drop(f);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -177,11 +177,13 @@ impl ShardWriter {
         }
     }
 
-    /// Writes all rows of one study (possibly none) to the current shard.
+    /// Writes all rows of one study (possibly none) to the current shard. The rows are
+    /// taken, not copied: they wait in the open row group until it is full and are turned
+    /// into Arrow columns on that group's encoding thread.
     pub fn add_study(
         &mut self,
         input: &StudyInput,
-        output: &StudyOutput,
+        output: StudyOutput,
     ) -> Result<(), SchemaError> {
         if self.current.is_none() {
             let index = self.next_index;
@@ -201,9 +203,9 @@ impl ShardWriter {
             });
         }
         let shard = self.current.as_mut().expect("opened above");
-        shard.writer.write(&output.slices)?;
+        shard.studies.push(WrittenStudy::new(input, &output));
         shard.rows += output.slices.len() as u64;
-        shard.studies.push(WrittenStudy::new(input, output));
+        shard.writer.write(output.slices)?;
         if shard.rows as usize >= self.shard_rows {
             self.roll()?;
         }
