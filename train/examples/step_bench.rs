@@ -23,7 +23,7 @@ use train::loader::{AugmentKind, Dataset, Loader, LoaderConfig, Selection};
 use train::losses::{stage1_losses, Stage1Options};
 use train::models::{DPersona, ModelConfig};
 use train::optim::{Adam, AdamParams};
-use train::precision::{autocast, LossScaler, Precision};
+use train::precision::{autocast, backward, LossScaler, Precision};
 
 const SIZE: usize = 128;
 const RATERS: usize = 4;
@@ -161,16 +161,7 @@ fn main() {
             sync(device);
             let tf = Instant::now();
             adam.zero_grad();
-            let take_step = match scaler.as_mut() {
-                None => {
-                    l.total.backward();
-                    true
-                }
-                Some(s) => {
-                    s.scale_loss(&l.total).backward();
-                    s.unscale_and_update(&vs)
-                }
-            };
+            let take_step = backward(&l.total, scaler.as_mut(), &vs);
             sync(device);
             let tb = Instant::now();
             if take_step {

@@ -139,6 +139,22 @@ impl Drop for Restore {
     }
 }
 
+/// Backward pass of one step's loss: plain, or scaled and unscaled again by `scaler` (fp16).
+/// True when the optimiser should step (always without a scaler; with one, when no
+/// gradient overflowed).
+pub fn backward(loss: &Tensor, scaler: Option<&mut LossScaler>, vs: &VarStore) -> bool {
+    match scaler {
+        None => {
+            loss.backward();
+            true
+        }
+        Some(s) => {
+            s.scale_loss(loss).backward();
+            s.unscale_and_update(vs)
+        }
+    }
+}
+
 /// fp16's dynamic loss scaling (`torch.cuda.amp.GradScaler`'s rule): the loss is
 /// multiplied by `scale` before backward so that small fp16 gradients do not flush to
 /// zero; the gradients are divided by it again before the optimiser step. A step whose

@@ -30,7 +30,7 @@ use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::loader::Loader;
 use crate::methods::{Method, OptimGroup, StepAt};
-use crate::precision::{autocast, LossScaler, Precision};
+use crate::precision::{autocast, backward, LossScaler, Precision};
 use crate::run_dir::RunDir;
 use crate::seeding::{reseed, Stream};
 use crate::train_log::{line_prefix, TrainLog};
@@ -170,17 +170,7 @@ pub fn fit(
             let elapsed = started.elapsed().as_secs_f64();
             if nan.admit(&values, stage, epoch, step, lr, elapsed, log)? {
                 zero_all_grads(method.vars());
-                let take_step = match scaler.as_mut() {
-                    None => {
-                        terms.total.backward();
-                        true
-                    }
-                    Some(s) => {
-                        s.scale_loss(&terms.total).backward();
-                        s.unscale_and_update(method.vars())
-                    }
-                };
-                if take_step {
+                if backward(&terms.total, scaler.as_mut(), method.vars()) {
                     for g in &mut opts {
                         g.adam.step();
                     }
