@@ -27,12 +27,21 @@ pub struct LossTerms {
 }
 
 impl LossTerms {
-    /// The terms as f64 (`total` first), for logging.
+    /// The terms as f64 (`total` first), for logging and the NaN policy: stacked on the
+    /// device and copied to the host in ONE transfer, so that a GPU step waits for the host
+    /// once rather than once per term (each f32 scalar widens to f64 exactly as
+    /// `double_value` would).
     pub fn values(&self) -> Vec<(&'static str, f64)> {
-        std::iter::once(("total", &self.total))
-            .chain(self.terms.iter().map(|(n, t)| (*n, t)))
-            .map(|(n, t)| (n, t.double_value(&[])))
-            .collect()
+        let names: Vec<&'static str> = std::iter::once("total")
+            .chain(self.terms.iter().map(|(n, _)| *n))
+            .collect();
+        let scalars: Vec<Tensor> = std::iter::once(&self.total)
+            .chain(self.terms.iter().map(|(_, t)| t))
+            .map(|t| t.detach().reshape([1]).to_kind(Kind::Double))
+            .collect();
+        let host = Tensor::cat(&scalars, 0).to_device(tch::Device::Cpu);
+        let values = Vec::<f64>::try_from(&host).expect("f64 loss terms");
+        names.into_iter().zip(values).collect()
     }
 }
 
