@@ -213,3 +213,89 @@ fn hdf5_layout_dimensions_overflowing_u64_are_refused() {
     }
     println!("{errors:#?}");
 }
+
+/// Files written by h5py and pydicom (tests/py/claimed_sizes.py) whose headers claim far
+/// more data than they hold, in a fresh directory.
+fn claimed_size_fixtures() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::run_py("claimed_sizes.py", &[dir.path()]);
+    dir
+}
+
+/// An MMIS key's read through the real adapter, as the MMIS reader does it.
+fn read_h5_key(path: &Path, key: &str) -> Result<ingest::mmis::h5::Array<f64>, String> {
+    ingest::mmis::h5::H5File::read(path)?.read_f64(key)
+}
+
+/// h5py writes a dataset created without data as a header only (1.4 KB here): hdf5-reader
+/// then reads the whole claimed array as fill values, allocating it first (an 8 GB claim
+/// costs 8 GB). The claim is now checked against the file before the read (fuzz target
+/// `mmis_h5`, whose peak RSS rose to 812 MB): an uncompressed dataset must be in the file,
+/// a chunked one can decode to at most 1032 x the file (DEFLATE's limit).
+#[test]
+fn hdf5_datasets_claiming_more_than_the_file_holds_are_refused() {
+    let dir = claimed_size_fixtures();
+    let e = read_h5_key(&dir.path().join("h5_unwritten_contiguous.h5"), "t1").unwrap_err();
+    assert!(
+        e.contains("`t1`: the dataset claims 100 x 100 x 100 values of 8 bytes (8000000 bytes, stored uncompressed), more than the file's 1400 bytes can hold"),
+        "{e}"
+    );
+    let e = read_h5_key(&dir.path().join("h5_unwritten_chunked.h5"), "label_a1").unwrap_err();
+    assert!(
+        e.contains("`label_a1`: the dataset claims 200 x 200 x 200 values of 1 bytes (8000000 bytes, stored chunked (compressed at most 1032:1, DEFLATE's limit)), more than the file's 1400 bytes can hold"),
+        "{e}"
+    );
+    println!("{e}");
+}
+
+/// The bound refuses no real file: the most compressible dataset h5py can write (zeros,
+/// gzip level 9 + shuffle, 4 MB in an 8.6 KB file, about 490:1) is read, and equals zeros.
+#[test]
+fn hdf5_extremely_compressed_zeros_are_still_read() {
+    let dir = claimed_size_fixtures();
+    let a = read_h5_key(&dir.path().join("h5_zeros_gzip9.h5"), "label_a1").unwrap();
+    assert_eq!(a.shape, vec![64, 256, 256]);
+    assert_eq!(a.data.len(), 64 * 256 * 256);
+    assert!(a.data.iter().all(|&v| v == 0.0));
+}
+
+/// Every key an MMIS case holds, read as the fuzz target `mmis_h5` reads them; the errors.
+fn read_mmis_keys(path: &Path) -> Vec<String> {
+    use ingest::mmis::format::{CHANNELS, LABELS, SPACING};
+    use ingest::mmis::h5::H5File;
+    let f = match H5File::read(path) {
+        Ok(f) => f,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    for key in CHANNELS.iter().chain(&LABELS).chain(&[SPACING]) {
+        match f.has(key) {
+            Err(e) => errors.push(e),
+            Ok(true) => errors.extend(f.read_f64(key).err()),
+            Ok(false) => {}
+        }
+    }
+    errors
+}
+
+/// A 4017-byte file the fuzz target `mmis_h5` turned up (under `-rss_limit_mb=512`:
+/// 847 MB; 1.6 GB without the address-space cap): `t1` claims 2 x 4 x 16777220 float32
+/// values (537 MB) stored uncompressed, and `label_a4` 79 TB, which hdf5-reader allocated
+/// (and filled) before finding the data absent. Now refused before the read, naming the
+/// key; the MMIS reader adds the file's path.
+#[test]
+fn fuzzed_hdf5_claims_past_the_file_are_refused() {
+    let errors = read_mmis_keys(&artifact("h5_fuzzed_claim.h5"));
+    println!("{errors:#?}");
+    let want = [
+        "`t1`: the dataset claims 2 x 4 x 16777220 values of 4 bytes (536871040 bytes, stored \
+         uncompressed), more than the file's 4017 bytes can hold",
+        "`t2`: cannot read the values",
+        "`label_a4`: the dataset claims 2 x 9895604649988 x 4 values of 1 bytes \
+         (79164837199904 bytes, stored uncompressed), more than the file's 4017 bytes can hold",
+    ];
+    assert_eq!(errors.len(), want.len(), "{errors:#?}");
+    for (e, w) in errors.iter().zip(want) {
+        assert!(e.contains(w), "{e}");
+    }
+}
