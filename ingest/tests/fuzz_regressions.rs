@@ -111,7 +111,8 @@ fn string_element_claiming_more_than_the_file_is_refused() {
 /// test data that `dcmread` parses with every element's value read (sequences included)
 /// passes the check (explicit and implicit VR, big endian, deflated, encapsulated pixel
 /// data, nested sequences of defined and undefined length). Three files pydicom tolerates
-/// really are cut short, and are refused (pydicom reads what is there).
+/// really are cut short, and are refused (pydicom reads what is there); two are encoded
+/// against their transfer syntax, and are refused for what dicom-object would read.
 #[test]
 fn claimed_length_walk_accepts_every_file_pydicom_reads() {
     let script = r#"
@@ -159,6 +160,21 @@ for f in sorted(glob.glob(os.path.join(d, '**', '*'), recursive=True)):
             "rtplan_truncated.dcm",
             "(300A,00B0) claims a value of 976 bytes, but only 711",
         ),
+        // Encoded against their transfer syntax, which pydicom detects and dicom-object
+        // does not: an implicit VR data set under an explicit VR transfer syntax, whose
+        // first element dicom-object reads as UN claiming 1.2 GB (it allocated 1.2 GB and
+        // took 4 s before the walk read unknown VRs as UN); and a file meta group without
+        // a transfer syntax (dicom-object refuses it anyway).
+        (
+            "SC_rgb_jpeg.dcm",
+            "(0008,0008) (VR bytes 18 00, no VR code: read as UN, as dicom-object reads it) \
+             claims a value of 1230128452 bytes",
+        ),
+        (
+            "meta_missing_tsyntax.dcm",
+            "(0001,0001) (VR bytes FF FF, no VR code: read as UN, as dicom-object reads it) \
+             claims a value of 3758161918 bytes",
+        ),
     ];
     for (name, why) in truncated {
         let f = files.iter().find(|f| f.ends_with(name)).expect(name);
@@ -178,7 +194,7 @@ for f in sorted(glob.glob(os.path.join(d, '**', '*'), recursive=True)):
         .collect();
     assert!(refused.is_empty(), "{refused:#?}");
     println!(
-        "{} files pydicom reads whole: the {} cut short refused, no other",
+        "{} files pydicom reads whole: the {} cut short or misencoded refused, no other",
         files.len(),
         truncated.len()
     );
@@ -298,4 +314,27 @@ fn fuzzed_hdf5_claims_past_the_file_are_refused() {
     for (e, w) in errors.iter().zip(want) {
         assert!(e.contains(w), "{e}");
     }
+}
+
+/// A slice (fuzz target `dicom_series`, 982 bytes) whose element (0028,6F43) has the VR
+/// bytes "ul" (75 6C), no VR code: dicom-parser reads such an element as UN, whose 32-bit length
+/// (here the text " not", 544501614) it then allocates and zero-fills: 565 MB, found in
+/// seconds under `-rss_limit_mb=512`. The walk of element headers stopped without a
+/// verdict at an unknown VR; it now reads it as UN too and refuses the claim.
+#[test]
+fn unknown_vr_read_as_un_claiming_519_mb_is_refused() {
+    let path = artifact("dicom_unknown_vr_claims_519mb.dcm");
+    let errors = read_all_ways(&path);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.contains("dicom_unknown_vr_claims_519mb.dcm")
+                && e.contains(
+                    "element (0028,6F43) (VR bytes 75 6C, no VR code: read as UN, as \
+                     dicom-object reads it) claims a value of 544501614 bytes"
+                ),
+            "{e}"
+        );
+    }
+    println!("{errors:#?}");
 }

@@ -10,8 +10,9 @@
 //! What is walked: the file meta group (explicit VR little endian, after the 128-byte
 //! preamble and "DICM" when present), then the data set in the transfer syntax the meta
 //! group names (implicit VR LE, explicit VR big endian, explicit VR LE for all others).
-//! Sequences and items are descended into (their elements are checked too); items of
-//! encapsulated pixel data (fragments) are skipped by their length. Undefined length
+//! A data-set element whose VR bytes are no VR code is read as UN (32-bit length), as
+//! dicom-parser reads it. Sequences and items are descended into (their elements are
+//! checked too); items of encapsulated pixel data (fragments) are skipped by their length. Undefined length
 //! (0xFFFFFFFF) is legal for sequences, items, UN and encapsulated OB/OW pixel data.
 //! The walk stops without a verdict (Ok) where it cannot follow the encoding (a deflated
 //! data set, a UN of undefined length, no "DICM" magic, a header cut short): dicom-object
@@ -54,16 +55,26 @@ fn check<R: Read + Seek>(path: &Path, r: R, len: u64) -> Result<(), StudyError> 
         pos: 0,
         big_endian: false,
         explicit: true,
+        unknown_vr: None,
     };
     match w.walk() {
         Ok(()) | Err(Stop::Unfollowable) => Ok(()),
-        Err(Stop::TooLong { tag, claim, left }) => Err(StudyError::new(
+        Err(Stop::TooLong {
+            tag,
+            claim,
+            left,
+            unknown_vr,
+        }) => Err(StudyError::new(
             path,
             format!(
-                "element ({:04X},{:04X}) claims a value of {claim} bytes, but only {left} bytes \
-                 are left in the file (corrupt or truncated DICOM file)",
+                "element ({:04X},{:04X}){} claims a value of {claim} bytes, but only {left} \
+                 bytes are left in the file (corrupt or truncated DICOM file)",
                 tag.group(),
-                tag.element()
+                tag.element(),
+                unknown_vr.map_or(String::new(), |c| format!(
+                    " (VR bytes {:02X} {:02X}, no VR code: read as UN, as dicom-object reads it)",
+                    c[0], c[1]
+                )),
             ),
         )),
         Err(Stop::BadVr { tag, code }) => Err(StudyError::new(
@@ -93,7 +104,8 @@ enum Stop {
     /// The walk cannot follow the encoding any further: no verdict.
     Unfollowable,
     /// Not a VR code: refused in the file meta group (always explicit VR, and
-    /// dicom-object allocates what the bytes after it claim), no verdict in the data set.
+    /// dicom-object allocates what the bytes after it claim); in the data set such an
+    /// element is read as UN, as dicom-parser reads it.
     BadVr {
         tag: Tag,
         code: [u8; 2],
@@ -102,6 +114,8 @@ enum Stop {
         tag: Tag,
         claim: u32,
         left: u64,
+        /// The element's VR bytes when they were no VR code (read as UN).
+        unknown_vr: Option<[u8; 2]>,
     },
     BadUndefined {
         tag: Tag,
@@ -122,6 +136,8 @@ struct Walker<R> {
     pos: u64,
     big_endian: bool,
     explicit: bool,
+    /// The VR bytes of the last header read when they were no VR code (read as UN).
+    unknown_vr: Option<[u8; 2]>,
 }
 
 impl<R: Read + Seek> Walker<R> {
@@ -167,19 +183,32 @@ impl<R: Read + Seek> Walker<R> {
                 tag,
                 claim,
                 left: self.left(),
+                unknown_vr: self.unknown_vr,
             });
         }
         Ok(())
     }
 
     /// One element header: tag, VR (None for items, delimiters and implicit VR) and length.
-    fn header(&mut self) -> Result<(Tag, Option<VR>, u32), Stop> {
+    ///
+    /// `unknown_as_un`: read two bytes that are no VR code as UN (reserved bytes, then a
+    /// 32-bit length), as dicom-parser's explicit VR decoders do in the data set; in the file
+    /// meta group they are an error ([`Stop::BadVr`]).
+    fn header(&mut self, unknown_as_un: bool) -> Result<(Tag, Option<VR>, u32), Stop> {
+        self.unknown_vr = None;
         let tag = Tag(self.u16()?, self.u16()?);
         if tag.group() == 0xFFFE || !self.explicit {
             return Ok((tag, None, self.u32()?));
         }
         let code = self.bytes::<2>()?;
-        let vr = VR::from_binary(code).ok_or(Stop::BadVr { tag, code })?;
+        let vr = match VR::from_binary(code) {
+            Some(vr) => vr,
+            None if unknown_as_un => {
+                self.unknown_vr = Some(code);
+                VR::UN
+            }
+            None => return Err(Stop::BadVr { tag, code }),
+        };
         let long = matches!(
             vr,
             VR::OB
@@ -220,7 +249,7 @@ impl<R: Read + Seek> Walker<R> {
         loop {
             let start = self.pos;
             // The first data-set element ends the group; its header may be implicit VR.
-            let (tag, vr, len) = match self.header() {
+            let (tag, vr, len) = match self.header(false) {
                 Err(Stop::BadVr { tag, .. }) if tag.group() != 0x0002 => (tag, None, 0),
                 h => h?,
             };
@@ -261,10 +290,9 @@ impl<R: Read + Seek> Walker<R> {
     fn data_set(&mut self) -> Result<(), Stop> {
         let mut fragments = false;
         while self.left() > 0 {
-            let (tag, vr, len) = match self.header() {
-                Err(Stop::BadVr { .. }) => return Err(Stop::Unfollowable),
-                h => h?,
-            };
+            // A code that is no VR is read as UN, the way dicom-parser reads it: it then
+            // allocates the 32-bit length that follows (a fuzzed 982-byte file: 565 MB).
+            let (tag, vr, len) = self.header(true)?;
             let item = tag == Tag(0xFFFE, 0xE000);
             if tag == Tag(0xFFFE, 0xE00D) || tag == Tag(0xFFFE, 0xE0DD) {
                 // Delimiters (length 0 by the standard; a non-zero one is skipped, bounded).
