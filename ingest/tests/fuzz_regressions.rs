@@ -316,6 +316,32 @@ fn fuzzed_hdf5_claims_past_the_file_are_refused() {
     }
 }
 
+/// JPEG-encapsulated pixel data whose header claims many 512 x 512 x 16-bit frames: the
+/// JPEG decoder of dicom-transfer-syntax-registry zero-fills the claimed frames before
+/// decoding (its guard scales the compressed size by NumberOfFrames, twice), so an 830-byte
+/// file cost 524 MB and a 47 KB one 210 MB per read (fuzz target `dicom_series`: 10 runs/s,
+/// 951 MB peak). Now refused first (ingest/src/lidc/pixel_claims.rs), naming the file.
+#[test]
+fn encapsulated_pixel_data_claiming_more_than_it_holds_is_refused() {
+    let dir = claimed_size_fixtures();
+    let cases = [
+        (
+            "jpeg_1000_frames.dcm",
+            "NumberOfFrames 1000 but the encapsulated pixel data holds 1 fragment(s)",
+        ),
+        (
+            "jpeg_big_and_empty.dcm",
+            "the header claims 400 frame(s) of 512x512x1 samples of 16 bits (209715200 bytes decoded), more than 64 times the 41758 bytes of compressed pixel data present",
+        ),
+    ];
+    for (name, why) in cases {
+        let path = dir.path().join(name);
+        let e = read_dicom_pixels(&path).unwrap_err().to_string();
+        assert!(e.contains(name) && e.contains(why), "{e}");
+        println!("{e}");
+    }
+}
+
 /// A slice (fuzz target `dicom_series`, 982 bytes) whose element (0028,6F43) has the VR
 /// bytes "ul" (75 6C), no VR code: dicom-parser reads such an element as UN, whose 32-bit length
 /// (here the text " not", 544501614) it then allocates and zero-fills: 565 MB, found in
