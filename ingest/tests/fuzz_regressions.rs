@@ -319,8 +319,9 @@ fn fuzzed_hdf5_claims_past_the_file_are_refused() {
 /// JPEG-encapsulated pixel data whose header claims many 512 x 512 x 16-bit frames: the
 /// JPEG decoder of dicom-transfer-syntax-registry zero-fills the claimed frames before
 /// decoding (its guard scales the compressed size by NumberOfFrames, twice), so an 830-byte
-/// file cost 524 MB and a 47 KB one 210 MB per read (fuzz target `dicom_series`: 10 runs/s,
-/// 951 MB peak). Now refused first (ingest/src/lidc/pixel_claims.rs), naming the file.
+/// file cost 524 MB and a 47 KB one 210 MB per read (found reading the decoders while
+/// chasing the `dicom_series` fuzz target's 951 MB peak). Now refused first
+/// (ingest/src/lidc/pixel_claims.rs), naming the file.
 #[test]
 fn encapsulated_pixel_data_claiming_more_than_it_holds_is_refused() {
     let dir = claimed_size_fixtures();
@@ -358,6 +359,30 @@ fn unknown_vr_read_as_un_claiming_519_mb_is_refused() {
                 && e.contains(
                     "element (0028,6F43) (VR bytes 75 6C, no VR code: read as UN, as \
                      dicom-object reads it) claims a value of 544501614 bytes"
+                ),
+            "{e}"
+        );
+    }
+    println!("{errors:#?}");
+}
+
+/// A slice (fuzz target `dicom_series`, first of a 1438-byte input) whose StudyInstanceUID
+/// is encoded with VR UL and length 6: dicom-parser reads one 4-byte value but counts 6
+/// bytes, so it reads the next header 2 bytes early, finds no VR code there, reads it as UN
+/// and allocates the "length" 0x2E310008 (740 MB) made of the UID's bytes: 789 MB RSS.
+/// Every header checked by the walk was sound; a binary value whose length is not a
+/// multiple of its size is now refused first.
+#[test]
+fn binary_value_of_misaligned_length_is_refused_before_the_parser_loses_step() {
+    let path = artifact("dicom_ul_length_6_desync.dcm");
+    let errors = read_all_ways(&path);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.contains("dicom_ul_length_6_desync.dcm")
+                && e.contains(
+                    "element (0020,000D) of VR UL has a length of 6 bytes, not a multiple of \
+                     its 4-byte values"
                 ),
             "{e}"
         );

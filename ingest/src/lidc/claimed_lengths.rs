@@ -11,7 +11,9 @@
 //! preamble and "DICM" when present), then the data set in the transfer syntax the meta
 //! group names (implicit VR LE, explicit VR big endian, explicit VR LE for all others).
 //! A data-set element whose VR bytes are no VR code is read as UN (32-bit length), as
-//! dicom-parser reads it. Sequences and items are descended into (their elements are
+//! dicom-parser reads it. A binary element (US, UL, FD, OW, ...) whose length is not a
+//! multiple of its value size is refused: dicom-parser would read the next headers from
+//! the wrong bytes ([`value_size`]). Sequences and items are descended into (their elements are
 //! checked too); items of encapsulated pixel data (fragments) are skipped by their length. Undefined length
 //! (0xFFFFFFFF) is legal for sequences, items, UN and encapsulated OB/OW pixel data.
 //! The walk stops without a verdict (Ok) where it cannot follow the encoding (a deflated
@@ -97,6 +99,30 @@ fn check<R: Read + Seek>(path: &Path, r: R, len: u64) -> Result<(), StudyError> 
                 tag.element()
             ),
         )),
+        Err(Stop::Misaligned { tag, vr, len, size }) => Err(StudyError::new(
+            path,
+            format!(
+                "element ({:04X},{:04X}) of VR {vr} has a length of {len} bytes, not a \
+                 multiple of its {size}-byte values (corrupt DICOM file)",
+                tag.group(),
+                tag.element()
+            ),
+        )),
+    }
+}
+
+/// Bytes of one value of a binary VR of fixed value size, `None` for the others.
+///
+/// dicom-parser reads `length / size` values of such an element but counts `length`
+/// bytes as read, so a length that is not a multiple of the size leaves its reader
+/// behind its count: every later header is read from the wrong bytes (a fuzzed UL of 6
+/// bytes then made it read a 740 MB claim out of a UID). PS3.5 6.2 fixes these sizes.
+fn value_size(vr: VR) -> Option<u32> {
+    match vr {
+        VR::OW | VR::SS | VR::US => Some(2),
+        VR::AT | VR::FL | VR::OF | VR::OL | VR::SL | VR::UL => Some(4),
+        VR::FD | VR::OD | VR::OV | VR::SV | VR::UV => Some(8),
+        _ => None,
     }
 }
 
@@ -120,6 +146,13 @@ enum Stop {
     BadUndefined {
         tag: Tag,
         vr: &'static str,
+    },
+    /// A binary value whose length is not a multiple of its VR's value size.
+    Misaligned {
+        tag: Tag,
+        vr: &'static str,
+        len: u32,
+        size: u32,
     },
 }
 
@@ -335,7 +368,15 @@ impl<R: Read + Seek> Walker<R> {
                         vr: vr.to_string(),
                     })
                 }
-                _ => {
+                (vr, len) => {
+                    if let Some(size) = value_size(vr).filter(|size| len % size != 0) {
+                        return Err(Stop::Misaligned {
+                            tag,
+                            vr: vr.to_string(),
+                            len,
+                            size,
+                        });
+                    }
                     self.bounded(tag, len)?;
                     self.skip(u64::from(len))?;
                 }
