@@ -349,10 +349,16 @@ impl<R: Read + Seek> Walker<R> {
                 // A sequence item: its elements follow.
                 continue;
             }
+            // Implicit VR: the VR dicom-encoding's implicit decoder gives the element (OW
+            // for pixel and overlay data, else the dictionary's, an ambiguous one relaxed:
+            // US or SS to US, OB or OW to OW), so that value sizes are checked as read.
+            let overlay = tag.group() >> 8 == 0x60 && tag.element() == 0x3000;
             let vr = match vr {
                 Some(vr) => vr,
+                None if tag == Tag(0x7FE0, 0x0010) || overlay => VR::OW,
                 None => match StandardDataDictionary.by_tag(tag).map(|e| e.vr()) {
                     Some(VirtualVr::Exact(vr)) => vr,
+                    Some(v) if len != UNDEFINED => v.relaxed(),
                     _ if len == UNDEFINED && tag != Tag(0x7FE0, 0x0010) => VR::SQ,
                     _ => VR::UN,
                 },
