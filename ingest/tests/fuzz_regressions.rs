@@ -389,3 +389,22 @@ fn binary_value_of_misaligned_length_is_refused_before_the_parser_loses_step() {
     }
     println!("{errors:#?}");
 }
+
+/// A slice (fuzz target `dicom_series`, first of a 1133-byte input) with BitsStored 61452
+/// and BitsAllocated 16: dicom-pixeldata's modality LUT of `2^BitsStored` entries asserts
+/// `bits_stored <= 32` and panicked (a BitsStored of 28 would have cost a 2 GB table). Now
+/// refused before decoding, naming the file.
+#[test]
+fn bits_stored_beyond_bits_allocated_is_refused() {
+    let path = artifact("dicom_bits_stored_61452.dcm");
+    let errors = read_all_ways(&path);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.contains("dicom_bits_stored_61452.dcm")
+                && e.contains("BitsStored 61452 is not between 1 and BitsAllocated 16"),
+            "{e}"
+        );
+    }
+    println!("{errors:#?}");
+}

@@ -15,7 +15,12 @@
 //! A.4), so NumberOfFrames may not exceed the fragments present; and the decoded frames may
 //! not exceed [`FLOOR_BYTES`] or, above it, [`MAX_RATIO`] times the bytes of all fragments:
 //! the registry's own guard, applied to what the file really holds. Native (uncompressed)
-//! pixel data needs no check: it is decoded by copying the bytes present.
+//! pixel data needs no check of its size: it is decoded by copying the bytes present.
+//!
+//! Also checked, for every transfer syntax: BitsStored between 1 and BitsAllocated (PS3.3
+//! C.7.6.3.1.1). dicom-pixeldata builds a modality LUT of `2^BitsStored` entries for 16-bit
+//! samples and asserts `1 <= BitsStored <= 32`: a fuzzed BitsStored of 61452 panicked
+//! there, and 28 would have cost a 2 GB table.
 use std::path::Path;
 
 use dicom_dictionary_std::tags;
@@ -36,6 +41,7 @@ pub const MAX_RATIO: u64 = 64;
 /// hold (see the module doc). Native pixel data, a missing attribute (the decoder reports
 /// it) or no pixel data pass unchanged.
 pub fn check_pixel_claims(obj: &DefaultDicomObject, path: &Path) -> Result<(), StudyError> {
+    check_bits_stored(obj, path)?;
     let Some(fragments) = obj
         .element_opt(tags::PIXEL_DATA)
         .ok()
@@ -80,6 +86,31 @@ pub fn check_pixel_claims(obj: &DefaultDicomObject, path: &Path) -> Result<(), S
                 "the header claims {frames} frame(s) of {rows}x{columns}x{spp} samples of \
                  {bits} bits ({claim} bytes decoded), more than {MAX_RATIO} times the {present} \
                  bytes of compressed pixel data present (corrupt DICOM file)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a BitsStored outside `1..=BitsAllocated` (BitsAllocated 16 when absent, as
+/// [`super::dicom_series`] reads it; the decoder refuses a file without it anyway).
+fn check_bits_stored(obj: &DefaultDicomObject, path: &Path) -> Result<(), StudyError> {
+    let int = |tag| {
+        obj.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_int::<i64>().ok())
+    };
+    let Some(stored) = int(tags::BITS_STORED) else {
+        return Ok(());
+    };
+    let allocated = int(tags::BITS_ALLOCATED).unwrap_or(16);
+    if !(1..=allocated).contains(&stored) {
+        return Err(StudyError::new(
+            path,
+            format!(
+                "BitsStored {stored} is not between 1 and BitsAllocated {allocated} \
+                 (corrupt DICOM file)"
             ),
         ));
     }
