@@ -112,7 +112,8 @@ fn string_element_claiming_more_than_the_file_is_refused() {
 /// passes the check (explicit and implicit VR, big endian, deflated, encapsulated pixel
 /// data, nested sequences of defined and undefined length). Three files pydicom tolerates
 /// really are cut short, and are refused (pydicom reads what is there); two are encoded
-/// against their transfer syntax, and are refused for what dicom-object would read.
+/// against their transfer syntax and one holds a UN sequence in implicit VR that
+/// dicom-parser misreads: those are refused for what dicom-object would read.
 #[test]
 fn claimed_length_walk_accepts_every_file_pydicom_reads() {
     let script = r#"
@@ -169,6 +170,14 @@ for f in sorted(glob.glob(os.path.join(d, '**', '*'), recursive=True)):
             "SC_rgb_jpeg.dcm",
             "(0008,0008) (VR bytes 18 00, no VR code: read as UN, as dicom-object reads it) \
              claims a value of 1230128452 bytes",
+        ),
+        // Valid, but beyond dicom-parser: a UN of undefined length whose items are implicit
+        // VR (PS3.5 6.2.2); dicom-parser reads them in the data set's explicit VR, finds
+        // a 3.7 GB claim and allocated it (3.7 GB RSS) before the walk followed UN too.
+        (
+            "UN_sequence.dcm",
+            "(0008,1115) (VR bytes FF FF, no VR code: read as UN, as dicom-object reads it) \
+             claims a value of 3758161918 bytes",
         ),
         (
             "meta_missing_tsyntax.dcm",
@@ -403,6 +412,26 @@ fn bits_stored_beyond_bits_allocated_is_refused() {
         assert!(
             e.contains("dicom_bits_stored_61452.dcm")
                 && e.contains("BitsStored 61452 is not between 1 and BitsAllocated 16"),
+            "{e}"
+        );
+    }
+    println!("{errors:#?}");
+}
+
+/// A slice (fuzz target `dicom_series`, 977 bytes, RLE Lossless) whose last element
+/// (42E0,104F) has VR bytes F7 7F (read as UN) and an undefined length: dicom-parser reads
+/// it as a sequence, whose item holds an element claiming 0x1F1F1F1F bytes (522 MB; 543 MB
+/// RSS). The walk stopped without a verdict at a UN of undefined length; it now walks it
+/// as a sequence too and refuses the claim.
+#[test]
+fn un_of_undefined_length_is_walked_as_a_sequence() {
+    let path = artifact("dicom_un_undefined_length.dcm");
+    let errors = read_all_ways(&path);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.contains("dicom_un_undefined_length.dcm")
+                && e.contains("claims a value of 522133279 bytes"),
             "{e}"
         );
     }

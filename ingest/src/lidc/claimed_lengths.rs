@@ -15,9 +15,10 @@
 //! multiple of its value size is refused: dicom-parser would read the next headers from
 //! the wrong bytes ([`value_size`]). Sequences and items are descended into (their elements are
 //! checked too); items of encapsulated pixel data (fragments) are skipped by their length. Undefined length
-//! (0xFFFFFFFF) is legal for sequences, items, UN and encapsulated OB/OW pixel data.
+//! (0xFFFFFFFF) is legal for sequences, items, UN (walked as a sequence, as dicom-parser
+//! reads it) and encapsulated OB/OW pixel data.
 //! The walk stops without a verdict (Ok) where it cannot follow the encoding (a deflated
-//! data set, a UN of undefined length, no "DICM" magic, a header cut short): dicom-object
+//! data set, no "DICM" magic, a header cut short): dicom-object
 //! then reports that problem itself, and none of those lets an element claim more than the
 //! file holds on the walked part.
 use std::io::{Read, Seek, SeekFrom};
@@ -364,8 +365,10 @@ impl<R: Read + Seek> Walker<R> {
                 },
             };
             match (vr, len) {
-                (VR::SQ, _) => self.bounded(tag, len)?,
-                (VR::UN, UNDEFINED) => return Err(Stop::Unfollowable),
+                // dicom-parser reads a UN of undefined length as a sequence in the same
+                // encoding (a fuzzed one held an element claiming 522 MB): its items and
+                // elements follow, and are walked as any sequence's.
+                (VR::SQ, _) | (VR::UN, UNDEFINED) => self.bounded(tag, len)?,
                 (VR::OB | VR::OW, UNDEFINED) => fragments = true,
                 (_, UNDEFINED) if tag == Tag(0x7FE0, 0x0010) => fragments = true,
                 (vr, UNDEFINED) => {
