@@ -437,3 +437,26 @@ fn un_of_undefined_length_is_walked_as_a_sequence() {
     }
     println!("{errors:#?}");
 }
+
+/// A slice (fuzz target `dicom_series`, 736 bytes) with an item header (FFFE,E000) of 36
+/// bytes at the top level of its data set: dicom-parser reads it there as a UN element and
+/// skips its 36 bytes, while the walk entered it as a sequence item and so read other
+/// headers than the parser, which then found (312E,3030) claiming 875442478 bytes and
+/// allocated them (887 MB). The walk now tracks sequences and items as the parser does.
+#[test]
+fn item_outside_a_sequence_is_walked_as_the_parser_reads_it() {
+    let path = artifact("dicom_item_at_top_level.dcm");
+    let errors = read_all_ways(&path);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.contains("dicom_item_at_top_level.dcm")
+                && e.contains(
+                    "element (312E,3030) (VR bytes 30 38, no VR code: read as UN, as \
+                     dicom-object reads it) claims a value of 875442478 bytes"
+                ),
+            "{e}"
+        );
+    }
+    println!("{errors:#?}");
+}

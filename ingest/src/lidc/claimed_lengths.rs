@@ -127,6 +127,14 @@ fn value_size(vr: VR) -> Option<u32> {
     }
 }
 
+/// A sequence or an item the walk is inside of, as dicom-parser's data set reader tracks
+/// them: each ends at a byte position (defined length) or at its delimiter (`None`).
+/// Whether an item header opens an item or is read as a plain element depends on it.
+enum Open {
+    Sequence(Option<u64>),
+    Item(Option<u64>),
+}
+
 enum Stop {
     /// The walk cannot follow the encoding any further: no verdict.
     Unfollowable,
@@ -323,10 +331,19 @@ impl<R: Read + Seek> Walker<R> {
     /// the stream), so only leaf values and fragments are skipped.
     fn data_set(&mut self) -> Result<(), Stop> {
         let mut fragments = false;
+        let mut open: Vec<Open> = Vec::new();
         while self.left() > 0 {
+            // Sequences and items of defined length end where their bytes do.
+            while let Some(Open::Sequence(Some(end)) | Open::Item(Some(end))) = open.last() {
+                if *end > self.pos {
+                    break;
+                }
+                open.pop();
+            }
             // A code that is no VR is read as UN, the way dicom-parser reads it: it then
             // allocates the 32-bit length that follows (a fuzzed 982-byte file: 565 MB).
             let (tag, vr, len) = self.header(true)?;
+            let end = (len != UNDEFINED).then(|| self.pos + u64::from(len));
             let item = tag == Tag(0xFFFE, 0xE000);
             if tag == Tag(0xFFFE, 0xE00D) || tag == Tag(0xFFFE, 0xE0DD) {
                 // Delimiters (length 0 by the standard; a non-zero one is skipped, bounded).
@@ -336,6 +353,13 @@ impl<R: Read + Seek> Walker<R> {
                 }
                 if tag == Tag(0xFFFE, 0xE0DD) {
                     fragments = false;
+                    while let Some(o) = open.pop() {
+                        if matches!(o, Open::Sequence(_)) {
+                            break;
+                        }
+                    }
+                } else if matches!(open.last(), Some(Open::Item(None))) {
+                    open.pop();
                 }
                 continue;
             }
@@ -346,8 +370,18 @@ impl<R: Read + Seek> Walker<R> {
                         return Err(Stop::Unfollowable);
                     }
                     self.skip(u64::from(len))?;
+                } else if matches!(open.last(), Some(Open::Sequence(_))) {
+                    // A sequence item: its elements follow.
+                    open.push(Open::Item(end));
+                } else if len == UNDEFINED {
+                    // Outside a sequence dicom-parser reads an item header as an element of
+                    // VR UN: of undefined length, a sequence.
+                    open.push(Open::Sequence(None));
+                } else {
+                    // ... of defined length, a value it reads (a fuzzed item at the top level
+                    // hid, from a walk that entered it, the 875 MB claim the parser read next).
+                    self.skip(u64::from(len))?;
                 }
-                // A sequence item: its elements follow.
                 continue;
             }
             // Implicit VR: the VR dicom-encoding's implicit decoder gives the element (OW
@@ -368,7 +402,10 @@ impl<R: Read + Seek> Walker<R> {
                 // dicom-parser reads a UN of undefined length as a sequence in the same
                 // encoding (a fuzzed one held an element claiming 522 MB): its items and
                 // elements follow, and are walked as any sequence's.
-                (VR::SQ, _) | (VR::UN, UNDEFINED) => self.bounded(tag, len)?,
+                (VR::SQ, _) | (VR::UN, UNDEFINED) => {
+                    self.bounded(tag, len)?;
+                    open.push(Open::Sequence(end));
+                }
                 (VR::OB | VR::OW, UNDEFINED) => fragments = true,
                 (_, UNDEFINED) if tag == Tag(0x7FE0, 0x0010) => fragments = true,
                 (vr, UNDEFINED) => {
