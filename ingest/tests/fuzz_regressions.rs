@@ -460,3 +460,24 @@ fn item_outside_a_sequence_is_walked_as_the_parser_reads_it() {
     }
     println!("{errors:#?}");
 }
+
+/// A slice (fuzz target `dicom_series`, 477 bytes) whose file meta group holds an element
+/// of another group, (E702,0002): dicom-object reads the meta group up to its group length
+/// whatever the tags, while the walk ended the group at the first tag of another group, so
+/// the two started the data set at different bytes and dicom-object allocated a 772 MB
+/// claim (786 MB RSS). The walk now reads the group as dicom-object does, and meets the
+/// invalid VR of (0002,8F13) in it.
+#[test]
+fn meta_group_is_walked_to_its_group_length() {
+    let path = artifact("dicom_meta_group_off_group_tag.dcm");
+    let errors = read_all_ways(&path);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.contains("dicom_meta_group_off_group_tag.dcm")
+                && e.contains("file meta element (0002,8F13) has no valid VR (bytes 00 53)"),
+            "{e}"
+        );
+    }
+    println!("{errors:#?}");
+}
