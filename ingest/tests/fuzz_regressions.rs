@@ -481,3 +481,22 @@ fn meta_group_is_walked_to_its_group_length() {
     }
     println!("{errors:#?}");
 }
+
+/// A slice (fuzz target `dicom_series`, 682 bytes) whose (10E0,7F00) is OB of undefined
+/// length: only Pixel Data of undefined length holds fragments, so dicom-parser reads it as
+/// a sequence, and an element in its item claims 522133279 bytes (542 MB RSS). The walk
+/// skipped the items as fragments; it now walks them as a sequence's.
+#[test]
+fn ob_of_undefined_length_outside_pixel_data_is_walked_as_a_sequence() {
+    let path = artifact("dicom_ob_undefined_length_not_pixel_data.dcm");
+    let errors = read_all_ways(&path);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.contains("dicom_ob_undefined_length_not_pixel_data.dcm")
+                && e.contains("claims a value of 522133279 bytes"),
+            "{e}"
+        );
+    }
+    println!("{errors:#?}");
+}

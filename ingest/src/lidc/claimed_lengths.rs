@@ -404,12 +404,17 @@ impl<R: Read + Seek> Walker<R> {
                 // dicom-parser reads a UN of undefined length as a sequence in the same
                 // encoding (a fuzzed one held an element claiming 522 MB): its items and
                 // elements follow, and are walked as any sequence's.
-                (VR::SQ, _) | (VR::UN, UNDEFINED) => {
+                // Only Pixel Data of undefined length holds fragments (dicom-core's
+                // `is_encapsulated_pixeldata`); an OB or OW of undefined length under any
+                // other tag is a sequence to dicom-parser (a fuzzed one hid a 522 MB claim
+                // from a walk that skipped its items as fragments).
+                (_, UNDEFINED) if tag == Tag(0x7FE0, 0x0010) => fragments = true,
+                (VR::SQ | VR::OB | VR::OW, _) | (VR::UN, UNDEFINED)
+                    if vr == VR::SQ || len == UNDEFINED =>
+                {
                     self.bounded(tag, len)?;
                     open.push(Open::Sequence(end));
                 }
-                (VR::OB | VR::OW, UNDEFINED) => fragments = true,
-                (_, UNDEFINED) if tag == Tag(0x7FE0, 0x0010) => fragments = true,
                 (vr, UNDEFINED) => {
                     return Err(Stop::BadUndefined {
                         tag,
