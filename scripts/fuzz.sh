@@ -13,6 +13,12 @@
 # Debug assertions and overflow checks are on (`-a`, and fuzz/Cargo.toml's release
 # profile): an integer overflow on a hostile size is a finding.
 #
+# Memory: -rss_limit_mb (FUZZ_RSS_MB, default 512) is what catches an allocation sized
+# from a claim: with `--sanitizer none` libFuzzer has no malloc hooks, so
+# -malloc_limit_mb (FUZZ_MALLOC_MB, default 256) only takes effect in a sanitizer build.
+# No input of at most 64 KB needs 512 MB: the readers bound what a file may claim by
+# what it holds (README, "Fuzzing").
+#
 # Set-up is automatic: cargo-fuzz is installed with `cargo install` if missing. The fuzz
 # crate has its own target dir (fuzz/target) so it never thrashes the workspace's. Corpora
 # grow in fuzz/corpus/TARGET (git-ignored; seeded from the committed fuzz/seeds/TARGET) and
@@ -31,6 +37,8 @@ declare -A MAX_LEN=([lidc_xml]=65536 [dicom_series]=65536 [nifti_volume]=32768
                     [predictions_folder]=65536 [lidc_pickle]=65536
                     [mmis_h5]=32768)
 NICE="nice -n 10"
+RSS_MB="${FUZZ_RSS_MB:-512}"
+MALLOC_MB="${FUZZ_MALLOC_MB:-256}"
 
 ensure_cargo_fuzz() {
     if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -58,7 +66,7 @@ run_one() {
     # zero-filling gigabytes; an infallible allocation that large still aborts (a finding).
     # A claim that fits under the cap but zero-fills past -rss_limit_mb is an OOM finding.
     (ulimit -v "${FUZZ_AS_KB:-1228800}"; cd fuzz && $NICE cargo fuzz run --sanitizer none -a -O "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=1024 \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb="$RSS_MB" -malloc_limit_mb="$MALLOC_MB" \
         -max_len="${MAX_LEN[$t]}" -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/")
 }
@@ -71,7 +79,7 @@ case "${1:-}" in
     tmin)
         ensure_cargo_fuzz
         (cd fuzz && $NICE cargo fuzz tmin --sanitizer none -a -O "$2" "$(realpath --relative-to=fuzz "$3")" -- \
-            -rss_limit_mb=1024 -malloc_limit_mb=1024 -timeout=10) ;;
+            -rss_limit_mb="$RSS_MB" -malloc_limit_mb="$MALLOC_MB" -timeout=10) ;;
     ""|-h|--help) sed -n '2,8p' "$0" ;;
     *) run_one "$1" "${2:-120}" ;;
 esac

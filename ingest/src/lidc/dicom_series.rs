@@ -151,6 +151,7 @@ fn decode(obj: &DefaultDicomObject, path: &Path) -> Result<DicomPixels, StudyErr
     }
     check_transfer_syntax(obj, path)?;
     super::rle_check::check_rle_fragments(obj, path)?;
+    super::pixel_claims::check_pixel_claims(obj, path)?;
     let px = obj
         .decode_pixel_data()
         .map_err(|e| err(path, format!("cannot decode pixel data: {e}")))?;
@@ -560,6 +561,7 @@ impl CtSeries {
         }
         check_transfer_syntax(&obj, &s.path)?;
         super::rle_check::check_rle_fragments(&obj, &s.path)?;
+        super::pixel_claims::check_pixel_claims(&obj, &s.path)?;
         let px = obj
             .decode_pixel_data()
             .map_err(|e| err(&s.path, format!("cannot decode pixel data: {e}")))?;

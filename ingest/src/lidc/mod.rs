@@ -2,6 +2,8 @@
 //!
 //! - [`claimed_lengths`]: refusing DICOM elements that claim more bytes than the file has,
 //!   before dicom-object allocates the claim.
+//! - [`pixel_claims`]: refusing compressed pixel data whose header claims a decoded size
+//!   the fragments present cannot hold, before the decoder allocates the claim.
 //! - [`dicom_series`]: reading a CT series in z order (HU), and any single DICOM image.
 //! - [`xml`]: parsing (and writing) LIDC read messages.
 //! - [`contour`]: rasterising contours exactly as pylidc's `boolean_mask`.
@@ -12,6 +14,7 @@ pub mod cluster;
 pub mod contour;
 pub mod dicom_series;
 pub mod format;
+pub mod pixel_claims;
 pub mod rle_check;
 pub mod xml;
 

@@ -12,15 +12,33 @@
 //! Those headers are parsed lazily deep inside the crate, so we cannot check them first
 //! without writing our own HDF5 parser; instead every call into the crate runs under
 //! [`contain`], which turns a panic into an error (the caller adds the file's path).
+//!
+//! Memory: a dataset's shape is a claim of the file, and hdf5-reader allocates (and fills)
+//! the whole claimed array before it looks at what is stored; h5py writes a 1.4 KB file
+//! for an unwritten 1000^3 float64 dataset, whose read would take 8 GB. So before any
+//! read, [`H5File::check_claim`] compares the claim with what the file can hold: an
+//! uncompressed dataset's bytes must be in the file, a chunked one (the only layout that
+//! can be compressed) can decode to at most [`DEFLATE_MAX_RATIO`] times the file's length.
+//! The same bound goes to hdf5-reader as its own read limit, and its chunk cache is off
+//! (each dataset is read once, so a cache would only hold memory).
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use hdf5_reader::{Datatype, H5Type, Hdf5File};
+use hdf5_reader::{Datatype, H5Type, Hdf5File, OpenOptions};
+
+/// The most a DEFLATE stream can expand (zlib's documented limit: 1032:1, reached by runs
+/// of 258-byte matches). gzip is the only compression h5py offers besides LZF and szip
+/// and the one the MMIS release uses; shuffle and Fletcher-32 do not expand. A chunked
+/// dataset claiming more than this times the file's length cannot be stored in it (a
+/// file of unwritten chunks read as fill values could, but holds no case).
+pub const DEFLATE_MAX_RATIO: u64 = 1032;
 
 /// An opened HDF5 file and the SHA-256 of its bytes.
 pub struct H5File {
     file: Hdf5File,
+    /// Length of the file in bytes: what every dataset's claimed size is checked against.
+    len: u64,
     pub sha256: String,
 }
 
@@ -44,10 +62,52 @@ impl H5File {
     /// caller adds it.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, String> {
         let sha256 = schemas::hashing::sha256_bytes(&bytes);
+        let len = bytes.len() as u64;
+        let most = usize::try_from(len.saturating_mul(DEFLATE_MAX_RATIO)).unwrap_or(usize::MAX);
+        let options = OpenOptions::default()
+            .with_chunk_cache_bytes(0)
+            .with_max_read_bytes(most)
+            .with_max_chunk_bytes(most.min(hdf5_reader::DEFAULT_MAX_CHUNK_BYTES));
         let file = contain("parsing the superblock", || {
-            Hdf5File::from_vec(bytes).map_err(|e| format!("not a readable HDF5 file ({e})"))
+            Hdf5File::from_vec_with_options(bytes, options)
+                .map_err(|e| format!("not a readable HDF5 file ({e})"))
         })?;
-        Ok(H5File { file, sha256 })
+        Ok(H5File { file, len, sha256 })
+    }
+
+    /// Refuses dataset `ds` (key `key`) when its claimed size (shape times element size)
+    /// is more than the file can hold: the file's length for an uncompressed (contiguous
+    /// or compact) dataset, [`DEFLATE_MAX_RATIO`] times it for a chunked one. Called
+    /// before any read, because hdf5-reader allocates the claim first.
+    fn check_claim(&self, ds: &hdf5_reader::Dataset, key: &str) -> Result<(), String> {
+        let elem = ds
+            .raw_element_size()
+            .map_err(|e| format!("`{key}`: unreadable datatype ({e})"))?;
+        let shape = ds.shape();
+        let claim = shape
+            .iter()
+            .try_fold(elem as u128, |n, &d| n.checked_mul(u128::from(d)))
+            .unwrap_or(u128::MAX);
+        let dims = shape
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" x ");
+        let (most, stored) = match ds.chunks() {
+            None => (u128::from(self.len), "uncompressed"),
+            Some(_) => (
+                u128::from(self.len) * u128::from(DEFLATE_MAX_RATIO),
+                "chunked (compressed at most 1032:1, DEFLATE's limit)",
+            ),
+        };
+        if claim > most {
+            return Err(format!(
+                "`{key}`: the dataset claims {dims} values of {elem} bytes ({claim} bytes, \
+                 stored {stored}), more than the file's {} bytes can hold (corrupt file)",
+                self.len
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the root group has a member `key`. An unreadable root group is an error.
@@ -75,6 +135,7 @@ impl H5File {
 
     fn read_f64_unguarded(&self, key: &str) -> Result<Array<f64>, String> {
         let ds = self.dataset(key)?;
+        self.check_claim(&ds, key)?;
         let shape = ds.shape().iter().map(|&n| n as usize).collect();
         let data = match ds.dtype().clone() {
             Datatype::FloatingPoint { size: 4, .. } => widen::<f32>(&ds, key)?,
