@@ -167,6 +167,10 @@ pub struct TrainArgs {
     /// the default (none) trains every epoch, as the authors do.
     #[arg(long)]
     pub patience: Option<u32>,
+    /// With --patience: no stage ends early before this many epochs (a warm-up for methods
+    /// whose validation metric starts moving late). Overrides validation.min_epochs.
+    #[arg(long)]
+    pub min_epochs: Option<u32>,
     /// Override validation.select_on: `test` is the authors' LIDC protocol (no val split).
     #[arg(long, value_enum)]
     pub select_on: Option<SelectOnArg>,
@@ -273,6 +277,9 @@ pub fn resolve_config(
     if args.patience.is_some() {
         cfg.validation.patience = args.patience;
     }
+    if args.min_epochs.is_some() {
+        cfg.validation.min_epochs = args.min_epochs;
+    }
     if let Some(s) = args.select_on {
         cfg.validation.select_on = match s {
             SelectOnArg::Val => SelectOn::Val,
@@ -352,13 +359,14 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             || args.epochs_stage1.is_some()
             || args.epochs_stage2.is_some()
             || args.patience.is_some()
+            || args.min_epochs.is_some()
             || args.select_on.is_some()
             || args.fold.is_some()
             || args.method != MethodArg::Dpersona
             || args.rater.is_some();
         anyhow::ensure!(
             !overrides,
-            "--resume continues with the run's own config.toml, method and fold; drop --preset/--config/--seed/--epochs-*/--patience/--select-on/--fold/--method/--rater"
+            "--resume continues with the run's own config.toml, method and fold; drop --preset/--config/--seed/--epochs-*/--patience/--min-epochs/--select-on/--fold/--method/--rater"
         );
     }
     if let Some(root) = folds_root(&args) {
@@ -523,6 +531,7 @@ impl TrainArgs {
             epochs_stage1,
             epochs_stage2,
             patience,
+            min_epochs,
             select_on,
             quiet: _,
         } = self;
@@ -564,6 +573,9 @@ impl TrainArgs {
         }
         if let Some(p) = patience {
             a.extend(["--patience".into(), p.to_string()]);
+        }
+        if let Some(m) = min_epochs {
+            a.extend(["--min-epochs".into(), m.to_string()]);
         }
         if let Some(s) = select_on {
             a.extend(["--select-on".into(), name(s.to_possible_value())]);
@@ -839,6 +851,8 @@ mod tests {
             "5",
             "--patience",
             "4",
+            "--min-epochs",
+            "3",
             "--select-on",
             "test",
             "--folds",

@@ -162,6 +162,11 @@ pub struct ValidationConfig {
     /// the authors' loop): train every epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<u32>,
+    /// Early stopping's warm-up: no stage ends early before this many epochs. A method whose
+    /// validation metric starts moving late (TAB; a D-Persona seed whose Stage I has not
+    /// left the empty map) would otherwise stop before it learned anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_epochs: Option<u32>,
 }
 
 /// Loader settings (see [`crate::loader::LoaderConfig`]).

@@ -105,11 +105,12 @@ struct Setup {
     val: Loader,
 }
 
-fn setup(patience: Option<u32>) -> Setup {
+fn setup(patience: Option<u32>, min_epochs: Option<u32>) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = write_dataset(&tmp.path().join("data"), &["train", "train", "val"], 4, 3);
     let mut cfg = small_config("");
     cfg.validation.patience = patience;
+    cfg.validation.min_epochs = min_epochs;
     let loader = |split: &str, cfg: LoaderConfig| {
         Loader::new(
             Dataset::open(&manifest, &Selection::split(split)).unwrap(),
@@ -163,7 +164,7 @@ fn fit_once(s: &Setup, method: &mut MeanIntensity) -> train::checkpoint::Checkpo
 
 #[test]
 fn early_stopping_ends_a_stage_whose_metric_stops_rising_and_resume_keeps_it_ended() {
-    let s = setup(Some(2));
+    let s = setup(Some(2), None);
     let logit0 = MeanIntensity::new(10, 3e-2).logit.double_value(&[0]);
     let mut m = MeanIntensity::new(10, 3e-2);
     let best = fit_once(&s, &mut m);
@@ -205,9 +206,25 @@ fn early_stopping_ends_a_stage_whose_metric_stops_rising_and_resume_keeps_it_end
 
 #[test]
 fn without_patience_every_epoch_trains() {
-    let s = setup(None);
+    let s = setup(None, None);
     fit_once(&s, &mut MeanIntensity::new(5, 3e-2));
     let last = read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap();
     assert_eq!(last.epoch, 4);
     assert_eq!(last.rose_epoch, Some(0));
+}
+
+#[test]
+fn min_epochs_holds_early_stopping_back_until_the_warm_up_is_over() {
+    // Patience 2 alone stops after epoch 2 (see above); min_epochs 5 keeps the stage going
+    // through epoch 4, then it stops, and a resume keeps it stopped.
+    let s = setup(Some(2), Some(5));
+    let best = fit_once(&s, &mut MeanIntensity::new(10, 3e-2));
+    let last = read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap();
+    assert_eq!(last.epoch, 4, "stopped after the 5th epoch");
+    let again = fit_once(&s, &mut MeanIntensity::new(10, 3e-2));
+    assert_eq!(again, best);
+    assert_eq!(
+        read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap(),
+        last
+    );
 }

@@ -77,6 +77,7 @@ pub fn fit(
     let epochs = method.epochs();
     let mut opts = method.optimizers();
     let patience = cfg.validation.patience;
+    let min_epochs = cfg.validation.min_epochs.unwrap_or(0);
     let precision = cfg.optim.precision.resolve(ctx.device);
     let mut scaler = (precision == Precision::Fp16).then(LossScaler::default);
 
@@ -124,8 +125,8 @@ pub fn fit(
         rose_epoch: start.rose_epoch,
         info: checkpoint::read_info(&dir, Slot::Best)?,
     };
-    let stopped_early =
-        start.epoch > 0 && patience_spent(patience, start.epoch - 1, start.rose_epoch);
+    let stopped_early = start.epoch >= min_epochs.max(1)
+        && patience_spent(patience, start.epoch - 1, start.rose_epoch);
     if start.epoch >= epochs || stopped_early {
         return best.info.map(Some).ok_or_else(|| TrainError::Resume {
             run: ctx.run.root.clone(),
@@ -213,7 +214,9 @@ pub fn fit(
         };
         log.push(end.val_row(lr, elapsed));
         let improved = end.keep_best(&dir, method.vars(), &mut best)?;
-        let early_stop = patience_spent(patience, epoch, best.rose_epoch) && epoch + 1 < epochs;
+        let early_stop = patience_spent(patience, epoch, best.rose_epoch)
+            && epoch + 1 >= min_epochs
+            && epoch + 1 < epochs;
         if early_stop {
             log.push(log_row(
                 stage,
