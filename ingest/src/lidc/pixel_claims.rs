@@ -37,17 +37,21 @@ pub const FLOOR_BYTES: u64 = 16 * 1024 * 1024;
 /// (RLE Lossless) can expand (a 2-byte run gives 128 bytes).
 pub const MAX_RATIO: u64 = 64;
 
+/// The fragments of encapsulated Pixel Data, or `None` for native (or no) pixel data; the
+/// one lookup this check and the RLE check share.
+pub fn encapsulated_fragments(obj: &DefaultDicomObject) -> Option<&[Vec<u8>]> {
+    obj.element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.value().fragments())
+}
+
 /// Refuses encapsulated pixel data whose claimed decoded size the fragments present cannot
 /// hold (see the module doc). Native pixel data, a missing attribute (the decoder reports
 /// it) or no pixel data pass unchanged.
 pub fn check_pixel_claims(obj: &DefaultDicomObject, path: &Path) -> Result<(), StudyError> {
     check_bits_stored(obj, path)?;
-    let Some(fragments) = obj
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .and_then(|e| e.value().fragments())
-    else {
+    let Some(fragments) = encapsulated_fragments(obj) else {
         return Ok(());
     };
     let int = |tag| {

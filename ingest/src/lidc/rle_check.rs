@@ -70,12 +70,7 @@ pub fn check_rle_fragments(obj: &DefaultDicomObject, path: &Path) -> Result<(), 
     if bits != 8 && bits != 16 {
         return Ok(());
     }
-    let Some(fragments) = obj
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .and_then(|e| e.value().fragments())
-    else {
+    let Some(fragments) = super::pixel_claims::encapsulated_fragments(obj) else {
         return Ok(());
     };
     let bad = |frame: usize, reason: String| {
