@@ -8,24 +8,11 @@
 //! budget; the numbers are not checked here, the metric tests check those.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// Runs `dpersona ARGS` in `cwd`, failing the test with both streams when it exits non-zero.
 fn dpersona(cwd: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_dpersona"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("spawn dpersona");
-    assert!(
-        out.status.success(),
-        "dpersona {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    testkit::run_ok(Path::new(env!("CARGO_BIN_EXE_dpersona")), cwd, args)
 }
 
 fn text(out: &Output) -> String {

@@ -4,14 +4,10 @@
 //! --save-predictions` wrote for the same case) and an LIDC-style run (DICOM series and
 //! `--roi` in, against the ingested crops, plus the DICOM SEG), and the bad-input cases.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dpersona"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("spawn dpersona")
+    testkit::run_in(Path::new(env!("CARGO_BIN_EXE_dpersona")), cwd, args)
 }
 
 fn text(out: &Output) -> String {
@@ -24,15 +20,7 @@ fn text(out: &Output) -> String {
 
 /// Runs `dpersona ARGS`, failing the test with both streams when it exits non-zero.
 fn dpersona(cwd: &Path, args: &[&str]) -> Output {
-    let out = run(cwd, args);
-    assert!(
-        out.status.success(),
-        "dpersona {} failed ({}):\n{}",
-        args.join(" "),
-        out.status,
-        text(&out)
-    );
-    out
+    testkit::run_ok(Path::new(env!("CARGO_BIN_EXE_dpersona")), cwd, args)
 }
 
 fn py(args: &[&str]) -> String {

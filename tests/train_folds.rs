@@ -4,23 +4,10 @@
 //! every fold on its own fold (checked with polars).
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn dpersona(cwd: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_dpersona"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("spawn dpersona");
-    assert!(
-        out.status.success(),
-        "dpersona {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    testkit::run_ok(Path::new(env!("CARGO_BIN_EXE_dpersona")), cwd, args)
 }
 
 /// SHA-256 of every safetensors file under `dir`, by path relative to it.

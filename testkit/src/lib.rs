@@ -100,3 +100,28 @@ pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
     TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Runs `program ARGS` in `cwd` and returns its output, whatever its exit status.
+pub fn run_in(program: &Path, cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+}
+
+/// [`run_in`], failing the test with both streams when the program exits non-zero (the
+/// root package's tests pass `env!("CARGO_BIN_EXE_dpersona")`).
+pub fn run_ok(program: &Path, cwd: &Path, args: &[&str]) -> std::process::Output {
+    let out = run_in(program, cwd, args);
+    assert!(
+        out.status.success(),
+        "{} {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        program.file_name().unwrap_or_default().to_string_lossy(),
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
