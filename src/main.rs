@@ -48,6 +48,13 @@ enum Command {
     /// Options: `dpersona predict --help`.
     #[command(disable_help_flag = true, disable_version_flag = true)]
     Predict(TorchArgs),
+    /// What a trained D-Persona's latent space carries, per slice: KL per latent dimension
+    /// (posterior collapse), how many distinct masks the prior's draws decode to, the best
+    /// draw's Dice per rater, and Stage II's attention over the bank.
+    ///
+    /// Options: `dpersona diagnose --help`.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Diagnose(TorchArgs),
     /// Print paper-style tables from a metric frame and write figures.
     Report(eval::cli::ReportArgs),
 }
@@ -70,7 +77,12 @@ fn main() {
     // `dpersona help train` shows the command's real options, which live in the library.
     let argv: Vec<OsString> = std::env::args_os().collect();
     if let [_, help, command] = argv.as_slice() {
-        if help == "help" && (command == "train" || command == "eval" || command == "predict") {
+        if help == "help"
+            && matches!(
+                command.to_str(),
+                Some("train" | "eval" | "predict" | "diagnose")
+            )
+        {
             let command = command.to_string_lossy();
             if let Err(err) = exit_with(torch_commands::run(&command, &["--help".into()])) {
                 fail(err);
@@ -84,6 +96,7 @@ fn main() {
         Command::Train(args) => exit_with(torch_commands::run("train", &args.args)),
         Command::Eval(args) => exit_with(torch_commands::run("eval", &args.args)),
         Command::Predict(args) => exit_with(torch_commands::run("predict", &args.args)),
+        Command::Diagnose(args) => exit_with(torch_commands::run("diagnose", &args.args)),
         Command::Report(args) => eval::cli::run_report(args),
     };
     if let Err(err) = result {

@@ -14,6 +14,7 @@
 //! - [`records`]: the serde-based read/write of the small tables below.
 //! - [`rejects`]: studies that ingest could not read, with the reason.
 //! - [`metrics`]: tidy metric frames and their summaries, the output of eval.
+//! - [`diagnostics`]: latent-space diagnostics of a trained run (`dpersona diagnose`).
 //! - [`train_log`]: the machine-readable training log.
 //! - [`fused`]: fused training labels (MV, STAPLE), cached next to the shards.
 //! - [`host_memory`]: glibc kept from returning freed memory to the kernel (ingest and
@@ -21,6 +22,7 @@
 //!   depends on).
 //! - [`hashing`]: content hashes of files and byte buffers (provenance, checksums).
 pub mod atomic;
+pub mod diagnostics;
 pub mod error;
 pub mod fused;
 pub mod hashing;

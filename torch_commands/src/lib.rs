@@ -34,6 +34,9 @@ enum TorchCommand {
     Eval(train::cli::EvalArgs),
     /// Apply a trained run to unlabelled scans: rater masks, samples, mean, uncertainty.
     Predict(train::predict::args::PredictArgs),
+    /// What a trained D-Persona's latent space carries: KL per dimension, bank diversity,
+    /// best-of-bank Dice per rater, Stage-II attention.
+    Diagnose(train::cli::DiagnoseArgs),
 }
 
 /// The interface version this library implements.
@@ -86,6 +89,7 @@ fn run(args: Vec<OsString>) -> c_int {
         TorchCommand::Train(args) => train::cli::run_train(args),
         TorchCommand::Eval(args) => train::cli::run_eval(args),
         TorchCommand::Predict(args) => train::predict::args::run_predict(args),
+        TorchCommand::Diagnose(args) => train::cli::run_diagnose(args),
     };
     match result {
         Ok(()) => 0,

@@ -243,6 +243,51 @@ pub struct EvalArgs {
     pub threads: Option<i32>,
 }
 
+/// `dpersona diagnose`: the latent-space measures of a D-Persona run (train::diagnose).
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "What a trained D-Persona's latent space carries, per slice of a split: \
+Stage I's KL(q||p) per latent dimension (posterior collapse), the prior's sigma, how far the \
+posterior's code moves the decoded mask, and over a bank of prior draws the number of \
+distinct masks, their mean pairwise 1 - IoU and, per rater, the best and the mean Dice of a \
+draw (the best is the ceiling of a Stage-II head that picks from the bank); Stage II's \
+per-head Dice, attention entropy / ln M (1 = a plain average of the bank), largest weight, \
+query norm, query channels stuck at 0, and the heads' pairwise Dice next to the raters'. \
+Means are printed; the per-slice rows go to a Parquet frame (quantity, index, value)."
+)]
+pub struct DiagnoseArgs {
+    /// Run folder (a D-Persona run). Default: the latest run (runs/latest).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Manifest with the images and labels. Default: the one the run was trained on.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Output frame, replaced if present. Default: RUN/diagnostics.parquet.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Split to diagnose when the run has no fold.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Fold whose test studies to diagnose. Default: the run's fold.
+    #[arg(long)]
+    pub fold: Option<u32>,
+    /// Prior draws per slice in the bank (the authors' training bank: 100).
+    #[arg(long, default_value_t = 100)]
+    pub bank: u32,
+    /// Seed of the prior draws.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// Where to run: auto (CUDA if available, else CPU), cpu or cuda.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// Slices per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// libtorch intra-op threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UnitArg {
     Slice,
@@ -675,6 +720,55 @@ fn latest_pointer_for(run: &Path) -> PathBuf {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .join("latest")
+}
+
+pub fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    let run = match &args.run {
+        Some(r) => r.clone(),
+        None => {
+            let run = RunDir::from_latest(Path::new(LATEST_POINTER))?.root;
+            println!(
+                "run: {} (the latest run, from {LATEST_POINTER})",
+                run.display()
+            );
+            run
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::diagnose::default_out(&run));
+    let summary = crate::diagnose::diagnose(&crate::diagnose::DiagnoseOptions {
+        run: run.clone(),
+        manifest: args.manifest.clone(),
+        out,
+        split: args.split.clone(),
+        fold: args.fold,
+        bank: args.bank,
+        seed: args.seed,
+        device: args.device.device()?,
+        batch_size: args.batch_size,
+    })
+    .with_context(|| format!("diagnosing {}", run.display()))?;
+    let cfg = RunDir::new(&run).read_config()?;
+    print!(
+        "{}",
+        crate::diagnose::render(
+            &summary,
+            args.bank,
+            cfg.model.latent_dim as usize,
+            cfg.model.raters as usize
+        )
+    );
+    println!(
+        "rows: {} ({} per-slice values)",
+        summary.out.display(),
+        summary.rows
+    );
+    Ok(())
 }
 
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {

@@ -275,7 +275,7 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
 /// the run was trained with (its config.toml), or another crop size than the manifest it
 /// was trained on (checked when that manifest is another file and still readable: the run
 /// records only its path).
-fn check_manifest_matches_run(
+pub(crate) fn check_manifest_matches_run(
     run_root: &Path,
     cfg: &crate::config::TrainConfig,
     info: &crate::run_dir::RunInfo,

@@ -24,14 +24,17 @@
 //! - [`rater_ensemble`]: unet-rater for every rater, trained and loaded as one method.
 //! - [`evaluate`]: `dpersona eval` on a run: units, sample counts, metric frames.
 //! - [`predict`]: `dpersona predict`: a run applied to unlabelled scans, NIfTI out.
+//! - [`diagnose`]: `dpersona diagnose`: what a run's latent space carries (KL per dim, the
+//!   prior bank's diversity, best-of-bank Dice, Stage-II attention).
 //!
 //! Data flows one way: loader -> models/baselines -> methods -> fit -> trainer, evaluate,
-//! predict -> cli.
+//! predict, diagnose -> cli.
 pub mod baselines;
 pub mod batch;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod evaluate;
 pub mod fit;

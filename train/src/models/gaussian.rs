@@ -36,10 +36,15 @@ impl Gaussian {
     /// Closed-form KL(self ‖ prior) summed over D → `[B]`:
     /// Σ_d log σ_p − log σ_q + (σ_q² + (μ_q − μ_p)²) / (2σ_p²) − ½.
     pub fn kl(&self, prior: &Gaussian) -> Tensor {
+        self.kl_per_dim(prior).sum_dim_intlist(-1, false, None)
+    }
+
+    /// The terms of [`Self::kl`] before the sum, `[B, D]`: how many nats each latent
+    /// dimension carries (a dimension near 0 everywhere has collapsed onto the prior).
+    pub fn kl_per_dim(&self, prior: &Gaussian) -> Tensor {
         let var_q = (&self.log_sigma * 2.0).exp();
         let var_p = (&prior.log_sigma * 2.0).exp();
         let diff2 = (&self.mu - &prior.mu).square();
-        let per_dim = &prior.log_sigma - &self.log_sigma + (var_q + diff2) / (var_p * 2.0) - 0.5;
-        per_dim.sum_dim_intlist(-1, false, None)
+        &prior.log_sigma - &self.log_sigma + (var_q + diff2) / (var_p * 2.0) - 0.5
     }
 }

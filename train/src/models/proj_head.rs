@@ -82,6 +82,11 @@ impl ProjHead {
 /// `[B, R, D]`, ẑ_k = Σ_m softmax_m(q_k·z_m) z_m. Plain dot product: no 1/√D scaling, no
 /// temperature, no learned projections (as released).
 pub fn attend(queries: &Tensor, bank: &Tensor) -> Tensor {
+    attention_weights(queries, bank).matmul(bank)
+}
+
+/// The weights [`attend`] mixes the bank with: softmax_m(q_k·z_m), `[B, R, M]`.
+pub fn attention_weights(queries: &Tensor, bank: &Tensor) -> Tensor {
     let scores = queries.matmul(&bank.transpose(1, 2)); // [B, R, M]
-    scores.softmax(2, scores.kind()).matmul(bank)
+    scores.softmax(2, scores.kind())
 }
