@@ -15,8 +15,9 @@
 # Layout: OUT/<dataset>/{raw,data} (one data set and split per dataset, the same for every
 # seed), OUT/<dataset>/runs/<method>-s<seed> (one run per method and seed: the run name
 # keeps the seeds apart in results.parquet, `--by-method` pools them),
-# OUT/<dataset>/results.parquet, OUT/<dataset>/timing.tsv (wall time and epochs per run; a
-# rerun appends a line per run with the time of what it resumed).
+# OUT/<dataset>/results.parquet, OUT/<dataset>/diagnostics/dpersona-s<seed>.{parquet,txt}
+# (`dpersona diagnose` of each D-Persona run), OUT/<dataset>/timing.tsv (wall time and
+# epochs per run; a resumed run's line is replaced, with the resumed time added).
 #
 # Re-running continues: existing data is reused, a finished run is resumed (nothing to do)
 # and its evaluation rows are replaced. Knobs (environment):
@@ -24,7 +25,11 @@
 #   COMPARE_SEEDS     training seeds, space-separated (COMPARE_SEED, else 7)
 #   COMPARE_DATASETS  datasets, space-separated (lidc)
 #   COMPARE_METHODS   methods, space-separated (all of them)
-#   COMPARE_STUDIES   synthetic studies per dataset (24)
+#   COMPARE_STUDIES   synthetic studies per dataset (default: lidc 48, npc 96: enough that
+#                     the test split holds 113 slice units from 10 patients (lidc) and 19
+#                     volume units (npc), and validation, which decides early stopping, is
+#                     not a coin toss of 2 studies; 24 of each left 41 test slices and 5 test
+#                     volumes, and NPC validation on 2 volumes stopped runs on noise)
 #   COMPARE_DATA_SEED seed of the synthetic studies and of the split (7)
 #   COMPARE_CROP      crop side in pixels (64)
 #   COMPARE_PRESET    training preset (compare)
@@ -37,7 +42,6 @@ DP=${DPERSONA:-target/release/dpersona}
 OUT=${COMPARE_OUT:-compare_out}
 SEEDS=${COMPARE_SEEDS:-${COMPARE_SEED:-7}}
 DATASETS=${COMPARE_DATASETS:-lidc}
-STUDIES=${COMPARE_STUDIES:-24}
 DATA_SEED=${COMPARE_DATA_SEED:-7}
 CROP=${COMPARE_CROP:-64}
 PRESET=${COMPARE_PRESET:-compare}
@@ -62,17 +66,17 @@ for ds in $DATASETS; do
   mkdir -p "$dir/runs"
   config=()
   case "$ds" in
-    lidc) synth=lidc; ingest=lidc ;;
+    lidc) synth=lidc; ingest=lidc; studies=${COMPARE_STUDIES:-48} ;;
     npc)
-      synth=nifti; ingest=nifti
+      synth=nifti; ingest=nifti; studies=${COMPARE_STUDIES:-96}
       # The NPC protocol's augmentation (rot90 + flip, small rotation, noise).
       printf '# written by scripts/compare.sh\n[loader]\naugment = "npc"\n' >"$dir/train.toml"
       config=(--config "$dir/train.toml") ;;
     *) echo "COMPARE_DATASETS: unknown dataset '$ds' (known: lidc npc)" >&2; exit 2 ;;
   esac
   if [ ! -f "$dir/data/manifest.parquet" ]; then
-    step "$ds: synth $STUDIES synthetic $synth studies (seed $DATA_SEED)"
-    $DP synth "$synth" "$dir/raw" --studies "$STUDIES" --seed "$DATA_SEED"
+    step "$ds: synth $studies synthetic $synth studies (seed $DATA_SEED)"
+    $DP synth "$synth" "$dir/raw" --studies "$studies" --seed "$DATA_SEED"
     step "$ds: ingest into Parquet slice shards + manifest"
     $DP ingest "$ingest" "$dir/raw" --out "$dir/data" --crop-size "$CROP"
   fi
@@ -89,10 +93,25 @@ for ds in $DATASETS; do
         $DP train --manifest "$dir/data/manifest.parquet" --out "$run" --method "$m" \
           --preset "$PRESET" --seed "$seed" --quiet "${config[@]}" "${TRAIN_ARGS[@]}"
       fi
-      printf '%s\t%s\t%s\t%s\t%s\n' "$ds" "$seed" "$m" "$(( $(date +%s) - t0 ))" \
-        "$(epochs_of "$run")" >>"$dir/timing.tsv"
+      # One line per run: a resumed run's line replaces the old one, its time added to it.
+      before=$(awk -F'\t' -v d="$ds" -v s="$seed" -v m="$m" \
+        '$1 == d && $2 == s && $3 == m { t = $4 } END { print t + 0 }' "$dir/timing.tsv")
+      awk -F'\t' -v d="$ds" -v s="$seed" -v m="$m" '!($1 == d && $2 == s && $3 == m)' \
+        "$dir/timing.tsv" >"$dir/timing.tsv.tmp"
+      printf '%s\t%s\t%s\t%s\t%s\n' "$ds" "$seed" "$m" "$(( before + $(date +%s) - t0 ))" \
+        "$(epochs_of "$run")" >>"$dir/timing.tsv.tmp"
+      mv "$dir/timing.tsv.tmp" "$dir/timing.tsv"
       step "$ds seed $seed: eval $m"
       $DP eval --run "$run" --out "$dir/results.parquet" --samples 10 --bank 100
+      if [ "$m" = dpersona ]; then
+        # What the latent space carries (collapse, the bank's diversity, the heads'
+        # attention): the README's explanation of the claims reads these.
+        step "$ds seed $seed: diagnose $m"
+        mkdir -p "$dir/diagnostics"
+        $DP diagnose --run "$run" --out "$dir/diagnostics/$m-s$seed.parquet" --bank 100 \
+          >"$dir/diagnostics/$m-s$seed.txt"
+        cat "$dir/diagnostics/$m-s$seed.txt"
+      fi
     done
   done
   step "$ds: report, one row per method over seeds ${SEEDS}"
