@@ -119,6 +119,38 @@ fn head_padding_one_keeps_size_until_pooling() {
     );
 }
 
+/// The released heads end in a ReLU, so every query is >= 0; `head_query_relu = false`
+/// drops that one ReLU: the same variables (a checkpoint loads either way) give the
+/// pre-activation, of either sign, and the ReLU of it is the released query.
+#[test]
+fn query_relu_off_gives_the_pre_activation_of_the_same_weights() {
+    tch::manual_seed(3);
+    let (vs, released) = build(&ModelConfig::small(1));
+    let ablation_cfg = ModelConfig {
+        head_query_relu: false,
+        ..ModelConfig::small(1)
+    };
+    let (mut vs2, ablation) = build(&ablation_cfg);
+    vs2.copy(&vs).unwrap();
+    let feats = Tensor::randn([4, 8, 32, 32], (Kind::Float, Device::Cpu));
+    let (q, raw) = tch::no_grad(|| {
+        (
+            released.queries(&feats, false),
+            ablation.queries(&feats, false),
+        )
+    });
+    assert!(f64::try_from(q.min()).unwrap() >= 0.0);
+    assert!(
+        f64::try_from(raw.min()).unwrap() < 0.0,
+        "no negative query channel in {raw}"
+    );
+    // Each query is its map's mean, taken after the ReLU: compare the maps themselves.
+    for (h_rel, h_abl) in released.heads().iter().zip(ablation.heads()) {
+        let (a, b) = tch::no_grad(|| (h_rel.map(&feats, false), h_abl.map(&feats, false)));
+        assert!(a.equal(&b.relu()));
+    }
+}
+
 #[test]
 fn fcomb_split_first_conv_equals_tiled_concat() {
     tch::manual_seed(1);

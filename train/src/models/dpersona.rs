@@ -96,6 +96,7 @@ impl DPersona {
                         cfg.head_padding,
                         cfg.head_dropout,
                     )
+                    .with_query_relu(cfg.head_query_relu)
                 })
                 .collect(),
             cfg: cfg.clone(),

@@ -98,6 +98,22 @@ pub struct ModelConfig {
     /// Resolution levels of the small U-Net (3 = two poolings); unused by ResNet-34.
     #[serde(default = "default_small_unet_depth")]
     pub small_unet_depth: i64,
+    /// The ReLU after the expert heads' last conv (the released code: true). It makes every
+    /// query non-negative, so attention can only tilt the bank towards the positive side of
+    /// each latent axis: for a large bank the attended code is about μ_p + σ_p² ⊙ q, and
+    /// the codes below μ_p on any axis are out of reach. `false` is an ablation that drops
+    /// this one ReLU (the query is the pooled last conv, of any sign; same variables).
+    /// Left out of `config.toml` when true, so older configurations keep their hash.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub head_query_relu: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A model configuration that cannot be built.
@@ -125,6 +141,7 @@ impl ModelConfig {
             head_dropout: default_head_dropout(),
             log_sigma_clamp: default_log_sigma_clamp(),
             small_unet_depth: default_small_unet_depth(),
+            head_query_relu: true,
         }
     }
 

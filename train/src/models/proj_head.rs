@@ -22,6 +22,8 @@ struct Level {
 pub struct ProjHead {
     levels: Vec<Level>,
     dropout: f64,
+    /// ReLU after the last conv (the released code); see `ModelConfig::head_query_relu`.
+    query_relu: bool,
 }
 
 impl ProjHead {
@@ -54,19 +56,34 @@ impl ProjHead {
             levels.push(Level { pool, conv1, conv2 });
             in_ch = out;
         }
-        Self { levels, dropout }
+        Self {
+            levels,
+            dropout,
+            query_relu: true,
+        }
     }
 
-    /// feats `[B, F, H, W]` → non-negative map `[B, D, H', W']` (`[B,6,46,46]` for the paper
+    /// Without the ReLU after the last conv when `query_relu` is false (an ablation: queries
+    /// of either sign).
+    pub fn with_query_relu(mut self, query_relu: bool) -> Self {
+        self.query_relu = query_relu;
+        self
+    }
+
+    /// feats `[B, F, H, W]` → map (non-negative unless the query ReLU is off) `[B, D, H', W']` (`[B,6,46,46]` for the paper
     /// at 128² with padding 3). Dropout2d is active iff `train`.
     pub fn map(&self, feats: &Tensor, train: bool) -> Tensor {
         let mut h = feats.shallow_clone();
-        for level in &self.levels {
+        let last = self.levels.len().saturating_sub(1);
+        for (i, level) in self.levels.iter().enumerate() {
             if level.pool {
                 h = h.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
             }
             h = relu_owned(h.apply(&level.conv1)).feature_dropout(self.dropout, train);
-            h = relu_owned(h.apply(&level.conv2));
+            h = h.apply(&level.conv2);
+            if i < last || self.query_relu {
+                h = relu_owned(h);
+            }
         }
         h
     }
