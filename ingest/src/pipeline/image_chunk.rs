@@ -18,8 +18,8 @@
 //! filters, page v2, another codec) makes [`ImageChunkEncoder::for_column`] decline, and
 //! values that are not all `k / 255` make [`ImageChunkEncoder::encode`] decline: the caller
 //! then uses parquet-rs's own writer, as for DICOM CT and NIfTI images.
-use arrow::array::{Array, AsArray, ListArray};
-use arrow::datatypes::Float32Type;
+use std::sync::Mutex;
+
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, EncodingMask, PageType, Type as PhysicalType};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
@@ -34,7 +34,6 @@ use super::byte_scaled;
 use super::rle_hybrid::{bit_width, HybridEncoder};
 
 /// How one list-of-float column's chunks are written when [`byte_scaled`] applies.
-#[derive(Debug, Clone)]
 pub struct ImageChunkEncoder {
     descr: ColumnDescPtr,
     /// zstd level, or None for uncompressed pages.
@@ -44,6 +43,9 @@ pub struct ImageChunkEncoder {
     page_bytes: usize,
     page_rows: usize,
     offset_index: bool,
+    /// zstd contexts of finished chunks, for the next ones: a context allocates and
+    /// clears its tables when created, which per chunk showed in profiles.
+    compressors: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
 }
 
 /// A column chunk encoded here: its bytes (dictionary page first) and what the row group
@@ -88,24 +90,36 @@ impl ImageChunkEncoder {
             page_rows: props.data_page_row_count_limit().max(1),
             offset_index: !props.offset_index_disabled(),
             descr,
+            compressors: Mutex::new(Vec::new()),
         })
     }
 
-    /// The chunk of `list` (one row group's image lists), or None when its values are
-    /// not all uint8 over 255 (or the list has nulls, which the schema does not allow).
-    pub fn encode(&self, list: &ListArray) -> Result<Option<EncodedChunk>, ParquetError> {
-        let values = list.values().as_primitive::<Float32Type>();
-        if list.is_empty() || list.null_count() > 0 || values.null_count() > 0 {
+    /// The chunk of one row group's images (one list per row), or None when their values
+    /// are not all uint8 over 255.
+    pub fn encode(&self, images: &[Vec<f32>]) -> Result<Option<EncodedChunk>, ParquetError> {
+        if images.is_empty() {
             return Ok(None);
         }
-        let offsets = list.value_offsets();
-        let (first, last) = (offsets[0] as usize, offsets[list.len()] as usize);
-        let Some(coded) = byte_scaled::codes(&values.values()[first..last]) else {
-            return Ok(None);
-        };
+        let mut offsets = Vec::with_capacity(images.len() + 1);
+        offsets.push(0usize);
+        for image in images {
+            offsets.push(offsets[offsets.len() - 1] + image.len());
+        }
+        let mut coder = byte_scaled::Coder::new(offsets[images.len()]);
+        for image in images {
+            if !coder.push(image) {
+                return Ok(None);
+            }
+        }
+        let coded = coder.finish();
         let width = bit_width(coded.dictionary.len().saturating_sub(1) as u32);
         let mut compressor = match self.zstd_level {
-            Some(level) => Some(zstd::bulk::Compressor::new(level)?),
+            Some(level) => Some(
+                match self.compressors.lock().ok().and_then(|mut p| p.pop()) {
+                    Some(c) => c,
+                    None => zstd::bulk::Compressor::new(level)?,
+                },
+            ),
             None => None,
         };
         let mut compress = |buf: Vec<u8>| -> Result<(Bytes, usize), ParquetError> {
@@ -137,22 +151,20 @@ impl ImageChunkEncoder {
         ))?;
         meta.add(&spec);
 
-        // Rows [start, end) of `list` per data page.
+        // Rows [start, end) per data page.
         let mut offset_index = OffsetIndexBuilder::new();
         let mut data_pages = 0;
         let mut start = 0;
-        while start < list.len() {
+        while start < images.len() {
             let mut end = start + 1;
-            while end < list.len()
+            while end < images.len()
                 && end - start < self.page_rows
-                && (offsets[end + 1] as usize - offsets[start] as usize) * width as usize / 8
-                    <= self.page_bytes
+                && (offsets[end + 1] - offsets[start]) * width as usize / 8 <= self.page_bytes
             {
                 end += 1;
             }
             let rows = &offsets[start..=end];
-            let lo = rows[0] as usize - first;
-            let hi = rows[rows.len() - 1] as usize - first;
+            let (lo, hi) = (rows[0], rows[rows.len() - 1]);
             let (buf, levels) = data_page(rows, width, &coded.indices[lo..hi]);
             let (buf, size) = compress(buf)?;
             let spec = pages.write_page(CompressedPage::new(
@@ -173,6 +185,9 @@ impl ImageChunkEncoder {
             start = end;
         }
         pages.close()?;
+        if let (Some(c), Ok(mut pool)) = (compressor, self.compressors.lock()) {
+            pool.push(c);
+        }
 
         let metadata = ColumnChunkMetaData::builder(self.descr.clone())
             .set_compression(self.compression)
@@ -203,7 +218,7 @@ impl ImageChunkEncoder {
             data,
             close: ColumnCloseResult {
                 bytes_written,
-                rows_written: list.len() as u64,
+                rows_written: images.len() as u64,
                 metadata,
                 bloom_filter: None,
                 column_index: None,
@@ -235,7 +250,7 @@ impl ChunkTotals {
 
 /// One v1 data page's uncompressed bytes for the rows whose list offsets are `offsets`
 /// (`rows + 1` of them), and its level count (values, plus one per empty list).
-fn data_page(offsets: &[i32], width: u8, indices: &[u8]) -> (Vec<u8>, usize) {
+fn data_page(offsets: &[usize], width: u8, indices: &[u8]) -> (Vec<u8>, usize) {
     let rows = offsets.len() - 1;
     let levels = indices.len() + offsets.windows(2).filter(|w| w[0] == w[1]).count();
     // Repetition: 0 opens a row, 1 continues its list. Definition: 1 for a value, 0 for
@@ -243,7 +258,7 @@ fn data_page(offsets: &[i32], width: u8, indices: &[u8]) -> (Vec<u8>, usize) {
     let mut rep = HybridEncoder::new(1, levels);
     let mut def = HybridEncoder::new(1, levels);
     for w in offsets.windows(2) {
-        let len = (w[1] - w[0]) as usize;
+        let len = w[1] - w[0];
         rep.put_run(0, 1);
         if len == 0 {
             def.put_run(0, 1);
@@ -259,8 +274,7 @@ fn data_page(offsets: &[i32], width: u8, indices: &[u8]) -> (Vec<u8>, usize) {
         buf.extend_from_slice(&levels);
     }
     buf.push(width);
-    let mut idx = HybridEncoder::new(width, indices.len());
+    let mut idx = HybridEncoder::appending_to(width, buf);
     idx.put_values(indices);
-    buf.extend_from_slice(&idx.finish());
-    (buf, levels)
+    (idx.finish(), levels)
 }

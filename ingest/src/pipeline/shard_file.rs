@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{ArrayRef, Float32Array, ListArray, RecordBatch};
+use arrow::buffer::OffsetBuffer;
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
@@ -30,6 +31,7 @@ use parquet::file::properties::WriterPropertiesBuilder;
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 
 use schemas::atomic::{commit_temp, temp_path_for};
+use schemas::hashing::Sha256Writer;
 use schemas::slice::{self, SliceRecord};
 use schemas::SchemaError;
 
@@ -40,7 +42,9 @@ use super::image_chunk::{EncodedChunk, ImageChunkEncoder};
 pub struct ShardFile {
     path: PathBuf,
     tmp: PathBuf,
-    writer: Option<SerializedFileWriter<File>>,
+    /// Hashes the bytes as they are written: the manifest's checksum of the shard, without
+    /// reading the file back after the last row (a serial tail of the run otherwise).
+    writer: Option<SerializedFileWriter<Sha256Writer<File>>>,
     factory: ArrowRowGroupWriterFactory,
     /// Rows of the row group being filled, in order.
     pending: Vec<SliceRecord>,
@@ -62,7 +66,7 @@ enum Chunk {
 impl Chunk {
     fn append_to_row_group(
         self,
-        group: &mut SerializedRowGroupWriter<'_, File>,
+        group: &mut SerializedRowGroupWriter<'_, Sha256Writer<File>>,
     ) -> Result<(), ParquetError> {
         match self {
             Chunk::Arrow(c) => c.append_to_row_group(group),
@@ -99,6 +103,7 @@ impl ShardFile {
         };
         // ArrowWriter sets up the file exactly as it would write it itself (Parquet schema,
         // embedded Arrow schema); only the row groups are then written here.
+        let file = Sha256Writer::new(file);
         let (writer, factory) = ArrowWriter::try_new(file, slice::schema(), Some(props))
             .and_then(ArrowWriter::into_serialized_writer)
             .map_err(parquet)?;
@@ -197,54 +202,74 @@ impl ShardFile {
             .append_key_value_metadata(KeyValue::new(key.to_string(), value));
     }
 
-    /// Writes the last row group and the footer and renames the file into place.
-    pub fn finish(mut self) -> Result<(), SchemaError> {
+    /// Writes the last row group and the footer, renames the file into place and returns
+    /// its SHA-256 (lower-case hex).
+    pub fn finish(mut self) -> Result<String, SchemaError> {
         self.flush()?;
         while !self.encoding.is_empty() {
             self.append_oldest()?;
         }
         let writer = self.writer.take().expect("finish called twice");
-        writer.close().map_err(|e| self.parquet_error(e))?;
-        commit_temp(&self.tmp, &self.path)
+        let (_, sha256) = writer
+            .into_inner()
+            .map_err(|e| self.parquet_error(e))?
+            .finish();
+        commit_temp(&self.tmp, &self.path)?;
+        Ok(sha256)
     }
 }
 
 /// Encodes one row group's rows into column chunks: the image column (the costliest)
 /// on a second thread, the others on this one. The image column goes to `image_encoder`
 /// first; parquet's writer encodes it when that declines.
+///
+/// The images leave the rows before the other columns become an Arrow batch, so the
+/// image thread starts at once and the batch is built without copying them (2 MB a group
+/// of 32 128 x 128 crops); only parquet's writer needs them as an Arrow list.
 fn encode_group(
-    rows: Vec<SliceRecord>,
+    mut rows: Vec<SliceRecord>,
     mut columns: Vec<ArrowColumnWriter>,
     image_encoder: Option<&ImageChunkEncoder>,
 ) -> EncodedGroup {
-    let batch: RecordBatch = slice::to_batch(&rows);
-    drop(rows);
     let schema = slice::schema();
     let image = schema
         .index_of(slice::col::IMAGE)
         .expect("the slice schema has an image column");
     // One leaf column per field: the slice schema has no struct columns.
     let image_writer = columns.remove(image);
-    let encode = |col: usize, mut w: ArrowColumnWriter| -> Result<Chunk, ParquetError> {
-        for leaf in compute_leaves(schema.field(col), batch.column(col))? {
+    let images: Vec<Vec<f32>> = rows
+        .iter_mut()
+        .map(|r| std::mem::take(&mut r.image))
+        .collect();
+    let encode_image = || -> Result<Chunk, ParquetError> {
+        if let Some(encoder) = image_encoder {
+            if let Some(chunk) = encoder.encode(&images)? {
+                return Ok(Chunk::Image(chunk));
+            }
+        }
+        let field = schema.field(image);
+        let list = image_list(&images, field);
+        let mut w = image_writer;
+        for leaf in compute_leaves(field, &list)? {
             w.write(&leaf)?;
         }
         w.close().map(Chunk::Arrow)
     };
-    let encode_image = || -> Result<Chunk, ParquetError> {
-        if let Some(encoder) = image_encoder {
-            if let Some(chunk) = encoder.encode(batch.column(image).as_list::<i32>())? {
-                return Ok(Chunk::Image(chunk));
-            }
-        }
-        encode(image, image_writer)
-    };
     let (image_chunk, rest) = std::thread::scope(|s| {
         let image_job = s.spawn(encode_image);
+        // Its image column holds empty lists and is not written.
+        let batch: RecordBatch = slice::to_batch(&rows);
+        drop(rows);
         let rest: Result<Vec<Chunk>, ParquetError> = columns
             .into_iter()
             .enumerate()
-            .map(|(i, w)| encode(if i < image { i } else { i + 1 }, w))
+            .map(|(i, mut w)| {
+                let col = if i < image { i } else { i + 1 };
+                for leaf in compute_leaves(schema.field(col), batch.column(col))? {
+                    w.write(&leaf)?;
+                }
+                w.close().map(Chunk::Arrow)
+            })
             .collect();
         let image_chunk = image_job
             .join()
@@ -254,6 +279,22 @@ fn encode_group(
     let mut chunks = rest?;
     chunks.insert(image, image_chunk?);
     Ok(chunks)
+}
+
+/// `images` as the slice schema's image column (`field`, a list of float32), the array
+/// [`slice::to_batch`] would have made of them.
+fn image_list(images: &[Vec<f32>], field: &arrow::datatypes::Field) -> ArrayRef {
+    let arrow::datatypes::DataType::List(item) = field.data_type() else {
+        unreachable!("the slice schema's image column is a list");
+    };
+    let offsets = OffsetBuffer::from_lengths(images.iter().map(Vec::len));
+    let values = Float32Array::from(images.concat());
+    Arc::new(ListArray::new(
+        item.clone(),
+        offsets,
+        Arc::new(values),
+        None,
+    ))
 }
 
 impl Drop for ShardFile {
@@ -327,7 +368,9 @@ mod tests {
             f.write(s.to_vec()).unwrap();
         }
         f.set_metadata("k", "v".into());
-        f.finish().unwrap();
+        let sha256 = f.finish().unwrap();
+        // The checksum taken while writing is the file's.
+        assert_eq!(sha256, schemas::hashing::sha256_file(&ours).unwrap());
 
         let reference = dir.path().join("reference.parquet");
         let kv = slice::SCHEMA

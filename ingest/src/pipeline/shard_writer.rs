@@ -119,6 +119,9 @@ pub struct FinishedShard {
     pub index: u32,
     pub rows: u64,
     pub studies: Vec<WrittenStudy>,
+    /// SHA-256 of the file when this run wrote it (hashed as written); None for a shard
+    /// found on disk, which is hashed when the manifest is built.
+    pub sha256: Option<String>,
 }
 
 /// File name of shard `index`.
@@ -228,12 +231,13 @@ impl ShardWriter {
             KEY_STUDY_RECORDS,
             serde_json::to_string(&shard.studies).expect("records serialise"),
         );
-        shard.writer.finish()?;
+        let sha256 = shard.writer.finish()?;
         self.finished.push(FinishedShard {
             path: shard.path,
             index: shard.index,
             rows: shard.rows,
             studies: shard.studies,
+            sha256: Some(sha256),
         });
         Ok(())
     }
