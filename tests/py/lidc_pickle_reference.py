@@ -5,7 +5,9 @@ Usage:
   lidc_pickle_reference.py write DIR     fixtures (see below) into DIR
   lidc_pickle_reference.py check PICKLE OUT PROTOCOL [BAD_KEY ...]
       every row of OUT against pickle.load(PICKLE): image (uint8 -> float32 /255, float
-      kept), the 4 masks, patient id (series_uid before the first `_`), fold and split
+      kept; read by pyarrow and by polars, bit for bit; the shards' image column chunks
+      dictionary-encoded when every image is uint8, plain when every one is float),
+      the 4 masks, patient id (series_uid before the first `_`), fold and split
       (numpy seed 1337 shuffle + sklearn KFold(4), PROTOCOL image|patient); the BAD_KEYs
       must be in rejects.parquet (naming the file and the key) and nowhere else.
   lidc_pickle_reference.py folds N [N ...]
@@ -219,16 +221,43 @@ def check(pickle_path, out, protocol, bad_keys):
             if Path(r["file"]).name != Path(pickle_path).name or f"`{k}`" not in r["reason"]:
                 fail(f"reject of {k} names {r['file']}: {r['reason']}")
             print(f"rejected {k}: {r['reason']}")
+    import pyarrow.parquet as pq
+
+    by_key = {str(kk): v for kk, v in items.items()}
+    dtypes = {np.asarray(v["image"]).dtype.kind for k, v in by_key.items() if k in got}
+
+    def want_image(k):
+        img = np.asarray(by_key[k]["image"])
+        want = img.astype(np.float32) / np.float32(255) if img.dtype == np.uint8 else img.astype(np.float32)
+        return img.dtype, want
+
     rows = 0
     for shard in sorted((out / "shards").glob("shard-*.parquet")):
+        # pyarrow reads the image column bit for bit as numpy computes it, as polars must
+        # below; uint8 crops over 255 (at most 256 values) are dictionary-encoded, float
+        # crops stored plainly.
+        t = pq.read_table(shard, columns=["study_id", "image"])
+        for k, got_img in zip(t.column("study_id").to_pylist(), t.column("image").to_pylist()):
+            dtype, want = want_image(k)
+            got_img = np.asarray(got_img, np.float32).reshape(128, 128)
+            if not np.array_equal(got_img.view(np.uint32), want.view(np.uint32)):
+                fail(f"{k}: image read by pyarrow differs from numpy ({dtype})")
+        meta = pq.ParquetFile(shard).metadata
+        leaf = [meta.schema.column(i).path for i in range(len(meta.schema))].index("image.list.item")
+        for g in range(meta.num_row_groups):
+            c = meta.row_group(g).column(leaf)
+            dictionary = c.has_dictionary_page and "RLE_DICTIONARY" in c.encodings
+            if dtypes == {"u"} and not dictionary:
+                fail(f"{shard.name} row group {g}: uint8 images not dictionary-encoded ({c.encodings})")
+            if dtypes == {"f"} and dictionary:
+                fail(f"{shard.name} row group {g}: float images dictionary-encoded")
         for r in pl.read_parquet(shard).iter_rows(named=True):
             k = r["study_id"]
-            item = items[next(kk for kk in items if str(kk) == k)]
-            img = np.asarray(item["image"])
-            want = img.astype(np.float32) / np.float32(255) if img.dtype == np.uint8 else img.astype(np.float32)
+            item = by_key[k]
+            dtype, want = want_image(k)
             got_img = np.asarray(r["image"], np.float32).reshape(128, 128)
             if not np.array_equal(got_img.view(np.uint32), want.view(np.uint32)):
-                fail(f"{k}: image differs from numpy ({img.dtype})")
+                fail(f"{k}: image read by polars differs from numpy ({dtype})")
             bits = np.unpackbits(np.frombuffer(r["masks"], np.uint8))[: 4 * 128 * 128].reshape(4, 128, 128)
             want_m = np.stack([np.asarray(m).astype(np.uint8) for m in item["masks"]])
             if not np.array_equal(bits, want_m):
@@ -240,7 +269,8 @@ def check(pickle_path, out, protocol, bad_keys):
             rows += 1
     if rows != len(got):
         fail(f"{rows} rows for {len(got)} studies")
-    print(f"ok: {rows} rows of {pickle_path} match numpy; folds ({protocol}) match numpy+sklearn")
+    print(f"ok: {rows} rows of {pickle_path} match numpy (images read by pyarrow and polars, "
+          f"dtypes {sorted(dtypes)}); folds ({protocol}) match numpy+sklearn")
 
 
 def malicious(d, marker):

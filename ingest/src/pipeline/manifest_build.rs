@@ -84,7 +84,10 @@ pub fn write_manifest(
             path: relative.clone(),
             rows: shard.rows,
             bytes,
-            sha256: sha256_file(&shard.path)?,
+            sha256: match &shard.sha256 {
+                Some(sha) => sha.clone(),
+                None => sha256_file(&shard.path)?,
+            },
         });
         for w in &shard.studies {
             let (fold, split) = match preset {

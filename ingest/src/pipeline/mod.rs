@@ -13,13 +13,18 @@
 //! - [`parallel_load`]: rayon loaders feeding one writer through a bounded channel.
 //! - [`shard_writer`]: rolling shards of whole studies, with their metadata.
 //! - [`shard_file`]: one shard file, each row group's columns encoded on two threads.
+//! - [`image_chunk`]: the image column chunk dictionary-encoded without hashing when its
+//!   values are uint8 over 255 ([`byte_scaled`]), in the hybrid encoding of [`rle_hybrid`].
 //! - [`resume`]: what a previous run left behind.
 //! - [`folds`]: the patient-level fold and train/val/test assignment.
 //! - [`manifest_build`]: the manifest and the rejects table.
+pub mod byte_scaled;
 pub mod folds;
+pub mod image_chunk;
 pub mod manifest_build;
 pub mod parallel_load;
 pub mod resume;
+pub mod rle_hybrid;
 pub mod shard_file;
 pub mod shard_writer;
 

@@ -109,5 +109,6 @@ fn read_shard(path: &Path, index: u32, fingerprint: &str) -> Result<FinishedShar
         index,
         rows,
         studies,
+        sha256: None,
     })
 }

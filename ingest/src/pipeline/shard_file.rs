@@ -10,13 +10,17 @@
 //! finished column chunks are appended strictly in group order. The file is the one
 //! `ArrowWriter` writes when handed one batch per row group: same properties, same row
 //! group boundaries (a group closes at `row_group_rows` rows, spanning studies), so the
-//! bytes are the same too.
+//! bytes are the same too, except for an image column of uint8 crops over 255, which
+//! [`super::image_chunk`] dictionary-encodes without parquet's hashing (same schema, same
+//! values read back, same properties honoured).
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, Float32Array, ListArray, RecordBatch};
+use arrow::buffer::OffsetBuffer;
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
@@ -24,18 +28,23 @@ use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterPropertiesBuilder;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 
 use schemas::atomic::{commit_temp, temp_path_for};
+use schemas::hashing::Sha256Writer;
 use schemas::slice::{self, SliceRecord};
 use schemas::SchemaError;
+
+use super::image_chunk::{EncodedChunk, ImageChunkEncoder};
 
 /// A shard being written under a temporary name; [`finish`](Self::finish) renames it into
 /// place, dropping it unfinished deletes the temporary file.
 pub struct ShardFile {
     path: PathBuf,
     tmp: PathBuf,
-    writer: Option<SerializedFileWriter<File>>,
+    /// Hashes the bytes as they are written: the manifest's checksum of the shard, without
+    /// reading the file back after the last row (a serial tail of the run otherwise).
+    writer: Option<SerializedFileWriter<Sha256Writer<File>>>,
     factory: ArrowRowGroupWriterFactory,
     /// Rows of the row group being filled, in order.
     pending: Vec<SliceRecord>,
@@ -44,10 +53,30 @@ pub struct ShardFile {
     encoding: VecDeque<JoinHandle<EncodedGroup>>,
     /// How many row groups may be encoding at once.
     in_flight: usize,
+    /// The image column's own encoder, where the properties let it apply.
+    image_encoder: Option<Arc<ImageChunkEncoder>>,
+}
+
+/// One encoded column chunk: by parquet's Arrow writer, or by [`ImageChunkEncoder`].
+enum Chunk {
+    Arrow(ArrowColumnChunk),
+    Image(EncodedChunk),
+}
+
+impl Chunk {
+    fn append_to_row_group(
+        self,
+        group: &mut SerializedRowGroupWriter<'_, Sha256Writer<File>>,
+    ) -> Result<(), ParquetError> {
+        match self {
+            Chunk::Arrow(c) => c.append_to_row_group(group),
+            Chunk::Image(c) => c.append_to_row_group(group),
+        }
+    }
 }
 
 /// The column chunks of one row group, in schema order.
-type EncodedGroup = Result<Vec<ArrowColumnChunk>, ParquetError>;
+type EncodedGroup = Result<Vec<Chunk>, ParquetError>;
 
 impl ShardFile {
     /// Creates the temporary file with slice-shard identity metadata and `props`.
@@ -67,15 +96,24 @@ impl ShardFile {
             .map(|(k, v)| KeyValue::new(k, v))
             .collect();
         let props = props.set_key_value_metadata(Some(kv)).build();
+        let image_props = props.clone();
         let parquet = |source| SchemaError::Parquet {
             path: path.to_path_buf(),
             source,
         };
         // ArrowWriter sets up the file exactly as it would write it itself (Parquet schema,
         // embedded Arrow schema); only the row groups are then written here.
+        let file = Sha256Writer::new(file);
         let (writer, factory) = ArrowWriter::try_new(file, slice::schema(), Some(props))
             .and_then(ArrowWriter::into_serialized_writer)
             .map_err(parquet)?;
+        // One leaf column per field: the slice schema has no struct columns.
+        let image_leaf = slice::schema()
+            .index_of(slice::col::IMAGE)
+            .expect("the slice schema has an image column");
+        let image_encoder =
+            ImageChunkEncoder::for_column(&image_props, writer.schema_descr().column(image_leaf))
+                .map(Arc::new);
         Ok(ShardFile {
             path: path.to_path_buf(),
             tmp,
@@ -85,6 +123,7 @@ impl ShardFile {
             row_group_rows: row_group_rows.max(1),
             encoding: VecDeque::new(),
             in_flight: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            image_encoder,
         })
     }
 
@@ -125,8 +164,10 @@ impl ShardFile {
             .factory
             .create_column_writers(index)
             .map_err(|e| self.parquet_error(e))?;
-        self.encoding
-            .push_back(std::thread::spawn(move || encode_group(rows, columns)));
+        let image_encoder = self.image_encoder.clone();
+        self.encoding.push_back(std::thread::spawn(move || {
+            encode_group(rows, columns, image_encoder.as_deref())
+        }));
         while self.encoding.len() > self.in_flight {
             self.append_oldest()?;
         }
@@ -161,41 +202,74 @@ impl ShardFile {
             .append_key_value_metadata(KeyValue::new(key.to_string(), value));
     }
 
-    /// Writes the last row group and the footer and renames the file into place.
-    pub fn finish(mut self) -> Result<(), SchemaError> {
+    /// Writes the last row group and the footer, renames the file into place and returns
+    /// its SHA-256 (lower-case hex).
+    pub fn finish(mut self) -> Result<String, SchemaError> {
         self.flush()?;
         while !self.encoding.is_empty() {
             self.append_oldest()?;
         }
         let writer = self.writer.take().expect("finish called twice");
-        writer.close().map_err(|e| self.parquet_error(e))?;
-        commit_temp(&self.tmp, &self.path)
+        let (_, sha256) = writer
+            .into_inner()
+            .map_err(|e| self.parquet_error(e))?
+            .finish();
+        commit_temp(&self.tmp, &self.path)?;
+        Ok(sha256)
     }
 }
 
 /// Encodes one row group's rows into column chunks: the image column (the costliest)
-/// on a second thread, the others on this one.
-fn encode_group(rows: Vec<SliceRecord>, mut columns: Vec<ArrowColumnWriter>) -> EncodedGroup {
-    let batch: RecordBatch = slice::to_batch(&rows);
-    drop(rows);
+/// on a second thread, the others on this one. The image column goes to `image_encoder`
+/// first; parquet's writer encodes it when that declines.
+///
+/// The images leave the rows before the other columns become an Arrow batch, so the
+/// image thread starts at once and the batch is built without copying them (2 MB a group
+/// of 32 128 x 128 crops); only parquet's writer needs them as an Arrow list.
+fn encode_group(
+    mut rows: Vec<SliceRecord>,
+    mut columns: Vec<ArrowColumnWriter>,
+    image_encoder: Option<&ImageChunkEncoder>,
+) -> EncodedGroup {
     let schema = slice::schema();
     let image = schema
         .index_of(slice::col::IMAGE)
         .expect("the slice schema has an image column");
     // One leaf column per field: the slice schema has no struct columns.
     let image_writer = columns.remove(image);
-    let encode = |col: usize, mut w: ArrowColumnWriter| -> Result<ArrowColumnChunk, ParquetError> {
-        for leaf in compute_leaves(schema.field(col), batch.column(col))? {
+    let images: Vec<Vec<f32>> = rows
+        .iter_mut()
+        .map(|r| std::mem::take(&mut r.image))
+        .collect();
+    let encode_image = || -> Result<Chunk, ParquetError> {
+        if let Some(encoder) = image_encoder {
+            if let Some(chunk) = encoder.encode(&images)? {
+                return Ok(Chunk::Image(chunk));
+            }
+        }
+        let field = schema.field(image);
+        let list = image_list(&images, field);
+        let mut w = image_writer;
+        for leaf in compute_leaves(field, &list)? {
             w.write(&leaf)?;
         }
-        w.close()
+        w.close().map(Chunk::Arrow)
     };
     let (image_chunk, rest) = std::thread::scope(|s| {
-        let image_job = s.spawn(|| encode(image, image_writer));
-        let rest: Result<Vec<ArrowColumnChunk>, ParquetError> = columns
+        let image_job = s.spawn(encode_image);
+        // Its image column holds empty lists and is not written.
+        let batch: RecordBatch = slice::to_batch(&rows);
+        drop(rows);
+        let rest: Result<Vec<Chunk>, ParquetError> = columns
             .into_iter()
             .enumerate()
-            .map(|(i, w)| encode(if i < image { i } else { i + 1 }, w))
+            .map(|(i, mut w)| {
+                let col = if i < image { i } else { i + 1 };
+                for leaf in compute_leaves(schema.field(col), batch.column(col))? {
+                    w.write(&leaf)?;
+                }
+                w.close().map(Chunk::Arrow)
+            })
             .collect();
         let image_chunk = image_job
             .join()
@@ -205,6 +279,22 @@ fn encode_group(rows: Vec<SliceRecord>, mut columns: Vec<ArrowColumnWriter>) -> 
     let mut chunks = rest?;
     chunks.insert(image, image_chunk?);
     Ok(chunks)
+}
+
+/// `images` as the slice schema's image column (`field`, a list of float32), the array
+/// [`slice::to_batch`] would have made of them.
+fn image_list(images: &[Vec<f32>], field: &arrow::datatypes::Field) -> ArrayRef {
+    let arrow::datatypes::DataType::List(item) = field.data_type() else {
+        unreachable!("the slice schema's image column is a list");
+    };
+    let offsets = OffsetBuffer::from_lengths(images.iter().map(Vec::len));
+    let values = Float32Array::from(images.concat());
+    Arc::new(ListArray::new(
+        item.clone(),
+        offsets,
+        Arc::new(values),
+        None,
+    ))
 }
 
 impl Drop for ShardFile {
@@ -278,7 +368,9 @@ mod tests {
             f.write(s.to_vec()).unwrap();
         }
         f.set_metadata("k", "v".into());
-        f.finish().unwrap();
+        let sha256 = f.finish().unwrap();
+        // The checksum taken while writing is the file's.
+        assert_eq!(sha256, schemas::hashing::sha256_file(&ours).unwrap());
 
         let reference = dir.path().join("reference.parquet");
         let kv = slice::SCHEMA
@@ -314,6 +406,235 @@ mod tests {
         assert_eq!(groups, vec![8, 8, 8, 8, 8, 8, 8, 8, 8, 3]);
         // No temporary file is left next to the shard.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    /// `record(i)` with `image` as its image.
+    fn with_image(i: usize, image: Vec<f32>) -> SliceRecord {
+        SliceRecord { image, ..record(i) }
+    }
+
+    /// A uint8 image over 255, `n` values, with runs and every byte value in turn.
+    fn byte_image(i: usize, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|p| {
+                let k = if p % 50 < 20 {
+                    0
+                } else {
+                    (p * 37 + i * 11) % 256
+                };
+                k as f32 / 255.0
+            })
+            .collect()
+    }
+
+    /// Writes `rows` into a shard of `group`-row groups under `props` and returns the
+    /// rows as parquet's own reader reads them back, with the shard's metadata.
+    fn write_and_read(
+        path: &Path,
+        rows: &[SliceRecord],
+        group: usize,
+        props: WriterPropertiesBuilder,
+    ) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
+        let mut f = ShardFile::create(path, props, group).unwrap();
+        for r in rows {
+            f.write(vec![r.clone()]).unwrap();
+        }
+        f.finish().unwrap();
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+        // The offset index too: its page locations must match the pages written.
+        let options = ArrowReaderOptions::new()
+            .with_offset_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(path).unwrap(),
+            options,
+        )
+        .unwrap();
+        let meta = builder.metadata().as_ref().clone();
+        let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+        let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        (batch, meta)
+    }
+
+    /// Runs tests/py/image_column_check.py: pyarrow and polars must read the shard's image
+    /// column bit for bit as `rows` hold it.
+    fn check_with_pyarrow_and_polars(path: &Path, rows: &[SliceRecord], dictionary: &str) {
+        let values: Vec<u8> = rows
+            .iter()
+            .flat_map(|r| r.image.iter().flat_map(|v| v.to_le_bytes()))
+            .collect();
+        let lengths: Vec<u8> = rows
+            .iter()
+            .flat_map(|r| (r.image.len() as u32).to_le_bytes())
+            .collect();
+        let (v, l) = (path.with_extension("f32"), path.with_extension("u32"));
+        std::fs::write(&v, values).unwrap();
+        std::fs::write(&l, lengths).unwrap();
+        let args = [path, v.as_path(), l.as_path()].map(|p| p.to_str().unwrap().to_string());
+        let out = testkit::run_py(
+            "image_column_check.py",
+            &[&args[0], &args[1], &args[2], dictionary],
+        );
+        println!("{}", out.trim());
+    }
+
+    /// The image column of uint8-over-255 images is dictionary-encoded by
+    /// `image_chunk` (not by parquet: the bytes differ from ArrowWriter's, every other
+    /// column chunk is the same size), and parquet, pyarrow and polars read back exactly
+    /// the rows written.
+    #[test]
+    fn byte_images_take_the_own_encoder_and_read_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<SliceRecord> = (0..75).map(|i| with_image(i, byte_image(i, 30))).collect();
+        let group = 8;
+        let ours = dir.path().join("ours.parquet");
+        let (batch, meta) = write_and_read(
+            &ours,
+            &rows,
+            group,
+            shard_properties(group, ImageValues::Quantised),
+        );
+        assert_eq!(batch.columns(), slice::to_batch(&rows).columns());
+
+        let reference = dir.path().join("reference.parquet");
+        let props = shard_properties(group, ImageValues::Quantised)
+            .set_key_value_metadata(Some(
+                slice::SCHEMA
+                    .key_values()
+                    .into_iter()
+                    .map(|(k, v)| KeyValue::new(k, v))
+                    .collect(),
+            ))
+            .build();
+        let mut w = ArrowWriter::try_new(
+            File::create(&reference).unwrap(),
+            slice::schema(),
+            Some(props),
+        )
+        .unwrap();
+        for g in rows.chunks(group) {
+            w.write(&slice::to_batch(g)).unwrap();
+        }
+        let want = w.close().unwrap();
+        assert_ne!(
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&reference).unwrap()
+        );
+
+        let image = slice::schema().index_of(slice::col::IMAGE).unwrap();
+        assert_eq!(meta.num_row_groups(), want.num_row_groups());
+        for (g, w) in meta.row_groups().iter().zip(want.row_groups()) {
+            assert_eq!(g.num_rows(), w.num_rows());
+            for (c, (ours, theirs)) in g.columns().iter().zip(w.columns()).enumerate() {
+                if c != image {
+                    assert_eq!(
+                        ours.compressed_size(),
+                        theirs.compressed_size(),
+                        "column {c}"
+                    );
+                    continue;
+                }
+                assert!(ours.dictionary_page_offset().is_some());
+                assert!(ours.statistics().is_none(), "pixel statistics are off");
+                assert_eq!(ours.encodings_mask(), theirs.encodings_mask());
+                assert_eq!(ours.num_values(), theirs.num_values());
+                assert_eq!(ours.compression(), theirs.compression());
+            }
+        }
+        check_with_pyarrow_and_polars(&ours, &rows, "dict");
+    }
+
+    /// Dictionaries of one value (0-bit indices), of all 256, empty image lists, rows
+    /// whose value count is no multiple of 8, data pages split within a row group, and
+    /// uncompressed pages: each read back exactly by parquet, pyarrow and polars.
+    #[test]
+    fn byte_image_edge_cases_read_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let all_bytes =
+            |i: usize| -> Vec<f32> { (0..256).map(|k| ((k + i) % 256) as f32 / 255.0).collect() };
+        let cases: Vec<(&str, Vec<SliceRecord>, WriterPropertiesBuilder)> = vec![
+            (
+                "constant",
+                (0..9).map(|i| with_image(i, vec![0.0; 21])).collect(),
+                shard_properties(4, ImageValues::Quantised),
+            ),
+            (
+                "one-value",
+                (0..3).map(|i| with_image(i, vec![1.0])).collect(),
+                shard_properties(4, ImageValues::Quantised),
+            ),
+            (
+                "all-256",
+                (0..10).map(|i| with_image(i, all_bytes(i))).collect(),
+                shard_properties(4, ImageValues::Quantised),
+            ),
+            (
+                "empty-lists",
+                (0..10)
+                    .map(|i| {
+                        with_image(
+                            i,
+                            if i % 3 == 0 {
+                                vec![]
+                            } else {
+                                byte_image(i, 13)
+                            },
+                        )
+                    })
+                    .collect(),
+                shard_properties(4, ImageValues::Quantised),
+            ),
+            (
+                "small-pages",
+                (0..12).map(|i| with_image(i, byte_image(i, 333))).collect(),
+                shard_properties(6, ImageValues::Quantised).set_data_page_size_limit(500),
+            ),
+            (
+                "uncompressed",
+                (0..12).map(|i| with_image(i, byte_image(i, 100))).collect(),
+                shard_properties(6, ImageValues::Quantised)
+                    .set_compression(parquet::basic::Compression::UNCOMPRESSED),
+            ),
+        ];
+        for (name, rows, props) in cases {
+            let path = dir.path().join(format!("{name}.parquet"));
+            let (batch, meta) = write_and_read(&path, &rows, 4, props);
+            assert_eq!(batch.columns(), slice::to_batch(&rows).columns(), "{name}");
+            let image = slice::schema().index_of(slice::col::IMAGE).unwrap();
+            for g in meta.row_groups() {
+                assert!(g.column(image).dictionary_page_offset().is_some(), "{name}");
+            }
+            if name == "small-pages" {
+                let group0 = meta.page_index_for_row_group(0);
+                let pages = group0.offset_index(image).unwrap().page_locations().len();
+                assert!(pages > 1, "{name}: {pages} data page(s)");
+            }
+            check_with_pyarrow_and_polars(&path, &rows, "dict");
+        }
+    }
+
+    /// Values that are not uint8 over 255 in one row group send that group's image
+    /// column to parquet's writer, dictionary-encoded as before (Quantised) or plain
+    /// (Continuous); the others still take the own encoder.
+    #[test]
+    fn other_values_fall_back_per_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows: Vec<SliceRecord> =
+            (0..12).map(|i| with_image(i, byte_image(i, 40))).collect();
+        rows[5].image[17] = 0.3; // row group 1 of 3 (4 rows each)
+        for values in [ImageValues::Quantised, ImageValues::Continuous] {
+            let path = dir.path().join(format!("{values:?}.parquet"));
+            let (batch, meta) = write_and_read(&path, &rows, 4, shard_properties(4, values));
+            assert_eq!(batch.columns(), slice::to_batch(&rows).columns());
+            let image = slice::schema().index_of(slice::col::IMAGE).unwrap();
+            let dict: Vec<bool> = meta
+                .row_groups()
+                .iter()
+                .map(|g| g.column(image).dictionary_page_offset().is_some())
+                .collect();
+            let want = values == ImageValues::Quantised;
+            assert_eq!(dict, vec![want; 3], "{values:?}");
+            check_with_pyarrow_and_polars(&path, &rows, "any");
+        }
     }
 
     #[test]

@@ -55,7 +55,9 @@ const PIXEL_COLUMNS: [&[&str]; 4] = [
 ///
 /// Dictionary encoding is off except for the image column of [`ImageValues::Quantised`]
 /// datasets (windowed CT: a few thousand distinct values, which the dictionary codes in
-/// ~11 bits, leaving zstd a third of the bytes). Elsewhere it only costs: the masks are
+/// ~11 bits, leaving zstd a third of the bytes). Where those values are uint8 crops over
+/// 255 (the LIDC pickle), [`super::image_chunk`] writes that dictionary itself, without
+/// parquet-rs's per-value hashing. Elsewhere it only costs: the masks are
 /// bit-packed binaries, z-scored images have nearly all values distinct, and the small
 /// columns do not matter. (Before the masks were packed, dictionary hash lookups on their
 /// 98k values per row were the largest single cost of ingest.) Min/max statistics of the
@@ -119,6 +121,9 @@ pub struct FinishedShard {
     pub index: u32,
     pub rows: u64,
     pub studies: Vec<WrittenStudy>,
+    /// SHA-256 of the file when this run wrote it (hashed as written); None for a shard
+    /// found on disk, which is hashed when the manifest is built.
+    pub sha256: Option<String>,
 }
 
 /// File name of shard `index`.
@@ -228,12 +233,13 @@ impl ShardWriter {
             KEY_STUDY_RECORDS,
             serde_json::to_string(&shard.studies).expect("records serialise"),
         );
-        shard.writer.finish()?;
+        let sha256 = shard.writer.finish()?;
         self.finished.push(FinishedShard {
             path: shard.path,
             index: shard.index,
             rows: shard.rows,
             studies: shard.studies,
+            sha256: Some(sha256),
         });
         Ok(())
     }
