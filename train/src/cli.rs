@@ -722,21 +722,25 @@ fn latest_pointer_for(run: &Path) -> PathBuf {
         .join("latest")
 }
 
+/// `--run`, or the run `runs/latest` points to; then the user did not name it, so say which
+/// run the numbers belong to.
+fn run_or_latest(run: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(r) = run {
+        return Ok(r.to_path_buf());
+    }
+    let run = RunDir::from_latest(Path::new(LATEST_POINTER))?.root;
+    println!(
+        "run: {} (the latest run, from {LATEST_POINTER})",
+        run.display()
+    );
+    Ok(run)
+}
+
 pub fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }
-    let run = match &args.run {
-        Some(r) => r.clone(),
-        None => {
-            let run = RunDir::from_latest(Path::new(LATEST_POINTER))?.root;
-            println!(
-                "run: {} (the latest run, from {LATEST_POINTER})",
-                run.display()
-            );
-            run
-        }
-    };
+    let run = run_or_latest(args.run.as_deref())?;
     let out = args
         .out
         .clone()
@@ -792,18 +796,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let run = match &args.run {
-        Some(r) => r.clone(),
-        None => {
-            let run = RunDir::from_latest(Path::new(LATEST_POINTER))?.root;
-            // The user did not name it: say which run the numbers belong to.
-            println!(
-                "run: {} (the latest run, from {LATEST_POINTER})",
-                run.display()
-            );
-            run
-        }
-    };
+    let run = run_or_latest(args.run.as_deref())?;
     let stages = match args.stage {
         None => Vec::new(),
         Some(StageArg::One) => vec![1],
