@@ -757,16 +757,7 @@ pub fn run_diagnose(args: DiagnoseArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
     })
     .with_context(|| format!("diagnosing {}", run.display()))?;
-    let cfg = RunDir::new(&run).read_config()?;
-    print!(
-        "{}",
-        crate::diagnose::render(
-            &summary,
-            args.bank,
-            cfg.model.latent_dim as usize,
-            cfg.model.raters as usize
-        )
-    );
+    print!("{}", crate::diagnose::render(&summary));
     println!(
         "rows: {} ({} per-slice values)",
         summary.out.display(),

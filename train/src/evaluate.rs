@@ -117,15 +117,13 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
             .map_or(opts.run.as_path(), |m| m[0].as_path()),
     );
     let mut cfg = run.read_config()?;
-    let info = run.read_info()?;
-    let manifest_path = opts
-        .manifest
-        .clone()
-        .unwrap_or_else(|| info.manifest.clone());
-    let manifest = Manifest::read(&manifest_path)?;
-    check_manifest_matches_run(&opts.run, &cfg, &info, &manifest)?;
-    adapt_to_manifest(&mut cfg, &manifest);
-    let fold = opts.fold.or(info.fold);
+    let (manifest, fold) = scoring_manifest(
+        &opts.run,
+        &run,
+        &mut cfg,
+        opts.manifest.as_deref(),
+        opts.fold,
+    )?;
     let selection = match fold {
         Some(k) => Selection::fold(k, FoldRole::Test),
         None => Selection::split(&opts.split),
@@ -165,20 +163,11 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         seed: opts.seed,
         geometry,
     };
-    let run_name = opts.run_name.clone().unwrap_or_else(|| {
-        opts.run
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| opts.run.display().to_string())
-    });
-
-    let stages = run.stages_or_trained(&opts.stages);
-    if stages.is_empty() {
-        return Err(EvalError::Setup(format!(
-            "{}: no stage has a best checkpoint yet (no stage*/best.json); train first",
-            opts.run.display()
-        )));
-    }
+    let run_name = opts
+        .run_name
+        .clone()
+        .unwrap_or_else(|| folder_name(&opts.run));
+    let stages = trained_stages(&opts.run, &run, &opts.stages)?;
 
     let mut rows: Vec<MetricRecord> = Vec::new();
     let mut lines = Vec::new();
@@ -271,11 +260,52 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     })
 }
 
+/// The manifest a trained run is scored on (`manifest`, else the one it was trained on),
+/// checked against the run, with `cfg` adapted to it, and the fold to score (`fold`, else
+/// the run's). `run_root` names the run in errors; `run` holds its config and run.json.
+pub(crate) fn scoring_manifest(
+    run_root: &Path,
+    run: &RunDir,
+    cfg: &mut crate::config::TrainConfig,
+    manifest: Option<&Path>,
+    fold: Option<u32>,
+) -> Result<(Manifest, Option<u32>), EvalError> {
+    let info = run.read_info()?;
+    let manifest = Manifest::read(manifest.unwrap_or(&info.manifest))?;
+    check_manifest_matches_run(run_root, cfg, &info, &manifest)?;
+    adapt_to_manifest(cfg, &manifest);
+    Ok((manifest, fold.or(info.fold)))
+}
+
+/// The stages to score: `requested`, or every stage with a best checkpoint; an error when
+/// there is none.
+pub(crate) fn trained_stages(
+    run_root: &Path,
+    run: &RunDir,
+    requested: &[u8],
+) -> Result<Vec<u8>, EvalError> {
+    let stages = run.stages_or_trained(requested);
+    if stages.is_empty() {
+        return Err(EvalError::Setup(format!(
+            "{}: no stage has a best checkpoint yet (no stage*/best.json); train first",
+            run_root.display()
+        )));
+    }
+    Ok(stages)
+}
+
+/// A run's name in frames: its folder's name.
+pub(crate) fn folder_name(run: &Path) -> String {
+    run.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| run.display().to_string())
+}
+
 /// Refuses a manifest the run cannot be evaluated on: other rater or channel counts than
 /// the run was trained with (its config.toml), or another crop size than the manifest it
 /// was trained on (checked when that manifest is another file and still readable: the run
 /// records only its path).
-pub(crate) fn check_manifest_matches_run(
+fn check_manifest_matches_run(
     run_root: &Path,
     cfg: &crate::config::TrainConfig,
     info: &crate::run_dir::RunInfo,

@@ -20,11 +20,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use schemas::diagnostics::DiagnosticRecord;
-use schemas::manifest::Manifest;
 use tch::{Device, Kind, Tensor};
 
-use crate::config::adapt_to_manifest;
-use crate::evaluate::{check_manifest_matches_run, load_checked, read_best, EvalError};
+use crate::evaluate::{
+    folder_name, load_checked, read_best, scoring_manifest, trained_stages, EvalError,
+};
 use crate::loader::{Dataset, FoldRole, Loader, LoaderConfig, Selection};
 use crate::methods::build_model;
 use crate::models::proj_head::attention_weights;
@@ -61,6 +61,9 @@ pub struct DiagnoseSummary {
     pub rows: usize,
     pub slices: usize,
     pub split: String,
+    pub bank: u32,
+    pub latent_dim: usize,
+    pub raters: usize,
     /// (stage, quantity, index) → (sum, count).
     pub means: BTreeMap<(u8, String, Option<u32>), (f64, usize)>,
 }
@@ -88,12 +91,13 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<DiagnoseSummary, EvalError> {
             spec.name()
         )));
     }
-    let info = run.read_info()?;
-    let manifest_path = opts.manifest.clone().unwrap_or(info.manifest.clone());
-    let manifest = Manifest::read(&manifest_path)?;
-    check_manifest_matches_run(&opts.run, &cfg, &info, &manifest)?;
-    adapt_to_manifest(&mut cfg, &manifest);
-    let fold = opts.fold.or(info.fold);
+    let (manifest, fold) = scoring_manifest(
+        &opts.run,
+        &run,
+        &mut cfg,
+        opts.manifest.as_deref(),
+        opts.fold,
+    )?;
     let (selection, split) = match fold {
         Some(k) => (Selection::fold(k, FoldRole::Test), format!("fold{k}")),
         None => (Selection::split(&opts.split), opts.split.clone()),
@@ -107,18 +111,8 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<DiagnoseSummary, EvalError> {
             ..LoaderConfig::eval(opts.batch_size.max(1))
         },
     )?;
-    let stages = run.stages_or_trained(&[]);
-    if stages.is_empty() {
-        return Err(EvalError::Setup(format!(
-            "{}: no stage has a best checkpoint yet (no stage*/best.json); train first",
-            opts.run.display()
-        )));
-    }
-    let run_name = opts
-        .run
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| opts.run.display().to_string());
+    let stages = trained_stages(&opts.run, &run, &[])?;
+    let run_name = folder_name(&opts.run);
     let mut rows = Vec::new();
     for stage in stages {
         let dir = run.stage_dir(stage);
@@ -177,6 +171,9 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<DiagnoseSummary, EvalError> {
         rows: rows.len(),
         slices,
         split,
+        bank: opts.bank,
+        latent_dim: cfg.model.latent_dim as usize,
+        raters: cfg.model.raters as usize,
         means,
     })
 }
@@ -321,7 +318,8 @@ fn per_index(out: &mut Vec<Value>, q: &'static str, t: &Tensor, keep: Option<&Te
 }
 
 /// The printed report: one block per stage, one line per quantity, one column per index.
-pub fn render(summary: &DiagnoseSummary, bank: u32, latent_dim: usize, raters: usize) -> String {
+pub fn render(summary: &DiagnoseSummary) -> String {
+    let (bank, latent_dim, raters) = (summary.bank, summary.latent_dim, summary.raters);
     let mut s = format!(
         "{} slices of {}; bank of {bank} prior draws per slice; means over slices\n",
         summary.slices, summary.split
