@@ -71,6 +71,11 @@ pub struct CheckpointInfo {
     /// Absent in sidecars written before early stopping existed: read as `best_epoch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rose_epoch: Option<u32>,
+    /// The last epoch whose validation predictions were all empty (absent: none so far,
+    /// or a sidecar written before this was kept). `validation.patience_from =
+    /// "after-empty"` counts patience from no earlier than here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_epoch: Option<u32>,
     /// fp16 runs: the loss scaler's state at this epoch's end (restored on resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scaler: Option<crate::precision::LossScaler>,

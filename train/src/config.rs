@@ -167,6 +167,34 @@ pub struct ValidationConfig {
     /// left the empty map) would otherwise stop before it learned anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_epochs: Option<u32>,
+    /// Where early stopping's patience counts from: `start` (the default) the last strict
+    /// rise of the metric; `after-empty` also no earlier than the last epoch whose
+    /// validation predictions were all empty. A model that outputs the empty map has not
+    /// started to segment, however its Dice compares with earlier epochs': TAB and
+    /// CM-Global on the NPC-style set reached the empty map at epoch 5 (a strict rise over
+    /// the random start's near-full maps) and sat on its Dice while their losses fell
+    /// steeply, until patience ended them at the 20-epoch floor. A model that never leaves
+    /// the empty map trains to the stage's epoch count, and the log says so.
+    #[serde(default, skip_serializing_if = "PatienceFrom::is_start")]
+    pub patience_from: PatienceFrom,
+}
+
+/// Where early stopping's patience counts from (`validation.patience_from`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatienceFrom {
+    /// The last epoch whose metric rose strictly above every earlier one.
+    #[default]
+    Start,
+    /// As `start`, but never before the last epoch whose validation predictions were all
+    /// empty: empty epochs do not spend patience.
+    AfterEmpty,
+}
+
+impl PatienceFrom {
+    fn is_start(&self) -> bool {
+        *self == PatienceFrom::Start
+    }
 }
 
 /// Loader settings (see [`crate::loader::LoaderConfig`]).

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 use train::baselines::LossTerms;
 use train::batch::{Batch, BatchTensors};
 use train::checkpoint::{read_info, Slot};
-use train::config::TrainConfig;
+use train::config::{PatienceFrom, TrainConfig};
 use train::error::TrainError;
 use train::fit::{fit, FitContext};
 use train::loader::{Dataset, Loader, LoaderConfig, Selection};
@@ -28,6 +28,8 @@ struct MeanIntensity {
     logit: Tensor,
     epochs: u32,
     lr: f64,
+    /// Trained toward this probability instead of the batch's mask coverage.
+    toward: Option<f64>,
 }
 
 impl MeanIntensity {
@@ -39,7 +41,19 @@ impl MeanIntensity {
             logit,
             epochs,
             lr,
+            toward: None,
         }
+    }
+
+    /// Starts just below 0.5 and learns toward 0.9: the thresholded prediction is the empty
+    /// map for the first epochs and the full map from the epoch the logit crosses 0.
+    fn leaving_empty(epochs: u32, lr: f64) -> Self {
+        let mut m = Self::new(epochs, lr);
+        tch::no_grad(|| {
+            let _ = m.logit.fill_(-0.3);
+        });
+        m.toward = Some(0.9);
+        m
     }
 }
 
@@ -71,7 +85,10 @@ impl Method for MeanIntensity {
         }]
     }
     fn train_step(&self, _batch: &Batch, t: &BatchTensors, _at: StepAt<'_>) -> Option<LossTerms> {
-        let coverage = t.masks.to_kind(Kind::Float).mean(Kind::Float);
+        let coverage = match self.toward {
+            Some(p) => Tensor::from(p as f32),
+            None => t.masks.to_kind(Kind::Float).mean(Kind::Float),
+        };
         let gap = self.logit.sigmoid().squeeze() - coverage;
         let total = &gap * &gap;
         Some(LossTerms {
@@ -106,11 +123,16 @@ struct Setup {
 }
 
 fn setup(patience: Option<u32>, min_epochs: Option<u32>) -> Setup {
+    setup_from(patience, min_epochs, PatienceFrom::Start)
+}
+
+fn setup_from(patience: Option<u32>, min_epochs: Option<u32>, from: PatienceFrom) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = write_dataset(&tmp.path().join("data"), &["train", "train", "val"], 4, 3);
     let mut cfg = small_config("");
     cfg.validation.patience = patience;
     cfg.validation.min_epochs = min_epochs;
+    cfg.validation.patience_from = from;
     let loader = |split: &str, cfg: LoaderConfig| {
         Loader::new(
             Dataset::open(&manifest, &Selection::split(split)).unwrap(),
@@ -227,4 +249,96 @@ fn min_epochs_holds_early_stopping_back_until_the_warm_up_is_over() {
         read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap(),
         last
     );
+}
+
+/// The validation metric per epoch, from the Parquet training log.
+fn val_metrics(s: &Setup) -> Vec<f64> {
+    let log = TrainLog::open(&s.run).unwrap();
+    log.rows()
+        .iter()
+        .filter(|r| r.kind == "val")
+        .map(|r| r.value)
+        .collect()
+}
+
+fn events(s: &Setup, name: &str) -> Vec<u32> {
+    let log = TrainLog::open(&s.run).unwrap();
+    log.rows()
+        .iter()
+        .filter(|r| r.kind == "event" && r.name == name)
+        .map(|r| r.epoch)
+        .collect()
+}
+
+#[test]
+fn after_empty_holds_patience_while_every_prediction_is_empty_and_says_so() {
+    // The always-empty method that `start` stops after epoch 2 (above): with `after-empty`
+    // its empty epochs spend no patience, every epoch trains, and the log says why.
+    let s = setup_from(Some(2), None, PatienceFrom::AfterEmpty);
+    fit_once(&s, &mut MeanIntensity::new(6, 3e-2));
+    let last = read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap();
+    assert_eq!(last.epoch, 5, "all 6 epochs trained");
+    assert_eq!(last.empty_epoch, Some(5));
+    assert!(events(&s, "early_stop").is_empty());
+    assert_eq!(events(&s, "ends_empty"), vec![5]);
+    let text = std::fs::read_to_string(s.run.text_log_path()).unwrap();
+    let lines: Vec<_> = text.lines().collect();
+    assert!(
+        lines[1].contains("every val prediction empty: patience waits"),
+        "{text}"
+    );
+    assert!(
+        lines[5].contains("every val prediction is still empty at the stage's end"),
+        "{text}"
+    );
+}
+
+#[test]
+fn after_empty_counts_patience_from_the_last_empty_epoch_and_resume_keeps_it() {
+    let (patience, epochs) = (2u32, 14);
+    let s = setup_from(Some(patience), None, PatienceFrom::AfterEmpty);
+    let best = fit_once(&s, &mut MeanIntensity::leaving_empty(epochs, 3e-2));
+    let metrics = val_metrics(&s);
+    // Where the prediction left the empty map, read off the metric (empty and full maps
+    // score differently on these masks); the set-up only tests the rule if that is later
+    // than `patience`, where `start` stops (below).
+    let left = metrics
+        .iter()
+        .position(|m| *m != metrics[0])
+        .unwrap_or_else(|| panic!("metric never moved: {metrics:?}")) as u32;
+    assert!(
+        left > patience + 1,
+        "left the empty map at epoch {left}: {metrics:?}"
+    );
+    // The last strict rise, from the metrics alone.
+    let mut rose = 0;
+    for (e, m) in metrics.iter().enumerate() {
+        if *m
+            > metrics[..e]
+                .iter()
+                .cloned()
+                .fold(f64::NEG_INFINITY, f64::max)
+        {
+            rose = e as u32;
+        }
+    }
+    let from = rose.max(left - 1);
+    let last = read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap();
+    assert_eq!(last.empty_epoch, Some(left - 1));
+    assert_eq!(last.epoch, from + patience, "{metrics:?}");
+    assert_eq!(events(&s, "early_stop"), vec![from + patience]);
+    assert!(events(&s, "ends_empty").is_empty());
+    let again = fit_once(&s, &mut MeanIntensity::leaving_empty(epochs, 3e-2));
+    assert_eq!(again, best);
+    assert_eq!(
+        read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap(),
+        last
+    );
+
+    // The same run under `start` stops after epoch `patience`, on the empty map.
+    let s = setup_from(Some(patience), None, PatienceFrom::Start);
+    fit_once(&s, &mut MeanIntensity::leaving_empty(epochs, 3e-2));
+    let last = read_info(&s.run.stage_dir(1), Slot::Last).unwrap().unwrap();
+    assert_eq!(last.epoch, patience);
+    assert_eq!(events(&s, "ends_empty"), vec![patience]);
 }

@@ -73,6 +73,7 @@ fn nifti_validation_scores_stacked_volumes() {
         7,
     )
     .unwrap();
+    let (got, got_empty) = (got.metric, got.empty);
 
     // The same seeded predictions, stacked per study here: slice_index -> (probs, raters).
     reseed(cfg.seed, Stream::Validation, 1, 7, 0);
@@ -124,6 +125,12 @@ fn nifti_validation_scores_stacked_volumes() {
         volume_scores.push(s.dice_match);
     }
     let want = volume_scores.iter().sum::<f64>() / volume_scores.len() as f64;
+    // `empty`: no predicted pixel above the metrics' strict 0.5 threshold, anywhere.
+    let any_foreground = volumes
+        .values()
+        .flat_map(|slices| slices.values())
+        .any(|(probs, _)| probs.iter().flatten().any(|p| *p > 0.5));
+    assert_eq!(got_empty, !any_foreground);
     let slice_mean = slice_scores.iter().sum::<f64>() / slice_scores.len() as f64;
     println!("validation {got}, volumes {want}, slices {slice_mean}");
     assert!(

@@ -8,6 +8,7 @@ use schemas::train_log::TrainLogRecord;
 use tch::nn::VarStore;
 
 use crate::checkpoint::{self, CheckpointInfo, Slot};
+use crate::config::PatienceFrom;
 use crate::error::TrainError;
 
 /// The best validation result of a stage so far, carried across epochs (and restored from
@@ -18,6 +19,8 @@ pub struct BestSoFar {
     /// The last epoch whose metric rose strictly above all earlier ones (`best.epoch` also
     /// moves on a tie): where early stopping's patience counts from.
     pub rose_epoch: u32,
+    /// The last epoch whose validation predictions were all empty (`None`: none so far).
+    pub empty_epoch: Option<u32>,
     /// The `best` sidecar on disk, `None` until the first epoch of the stage has ended.
     pub info: Option<CheckpointInfo>,
 }
@@ -30,6 +33,8 @@ pub struct EpochEnd<'a> {
     pub step: u64,
     pub metric_name: &'a str,
     pub metric: f64,
+    /// Every validation prediction of the epoch was empty.
+    pub empty: bool,
     /// Steps skipped for non-finite losses so far in the stage.
     pub skipped: u64,
     pub seed: u64,
@@ -69,6 +74,7 @@ impl EpochEnd<'_> {
             best_metric: best.metric,
             best_epoch: best.epoch,
             rose_epoch: Some(best.rose_epoch),
+            empty_epoch: best.empty_epoch,
             loss_scaler: self.loss_scaler.clone(),
             skipped_nonfinite: self.skipped,
             seed: self.seed,
@@ -86,6 +92,9 @@ impl EpochEnd<'_> {
         best: &mut BestSoFar,
     ) -> Result<bool, TrainError> {
         let improved = self.metric >= best.metric || best.info.is_none();
+        if self.empty {
+            best.empty_epoch = Some(self.epoch);
+        }
         if self.metric > best.metric || best.info.is_none() {
             best.rose_epoch = self.epoch;
         }
@@ -96,6 +105,18 @@ impl EpochEnd<'_> {
             best.info = checkpoint::read_info(dir, Slot::Best)?;
         }
         Ok(improved)
+    }
+}
+
+impl BestSoFar {
+    /// The epoch early stopping's patience counts from under `mode`.
+    pub fn patience_from(&self, mode: PatienceFrom) -> u32 {
+        match mode {
+            PatienceFrom::Start => self.rose_epoch,
+            PatienceFrom::AfterEmpty => self
+                .empty_epoch
+                .map_or(self.rose_epoch, |e| e.max(self.rose_epoch)),
+        }
     }
 }
 

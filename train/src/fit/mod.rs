@@ -26,6 +26,7 @@ use tch::nn::VarStore;
 use tch::Device;
 
 use crate::checkpoint::{self, CheckpointInfo, Slot};
+use crate::config::PatienceFrom;
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::loader::Loader;
@@ -61,6 +62,7 @@ struct StartPoint {
     best_metric: f64,
     best_epoch: u32,
     rose_epoch: u32,
+    empty_epoch: Option<u32>,
     skipped: u64,
 }
 
@@ -104,6 +106,7 @@ pub fn fit(
                 best_metric: info.best_metric,
                 best_epoch: info.best_epoch,
                 rose_epoch: info.rose_epoch.unwrap_or(info.best_epoch),
+                empty_epoch: info.empty_epoch,
                 skipped: info.skipped_nonfinite,
             }
         }
@@ -115,6 +118,7 @@ pub fn fit(
                 best_metric: f64::NEG_INFINITY,
                 best_epoch: 0,
                 rose_epoch: 0,
+                empty_epoch: None,
                 skipped: 0,
             }
         }
@@ -123,10 +127,12 @@ pub fn fit(
         metric: start.best_metric,
         epoch: start.best_epoch,
         rose_epoch: start.rose_epoch,
+        empty_epoch: start.empty_epoch,
         info: checkpoint::read_info(&dir, Slot::Best)?,
     };
+    let patience_from = cfg.validation.patience_from;
     let stopped_early = start.epoch >= min_epochs.max(1)
-        && patience_spent(patience, start.epoch - 1, start.rose_epoch);
+        && patience_spent(patience, start.epoch - 1, best.patience_from(patience_from));
     if start.epoch >= epochs || stopped_early {
         return best.info.map(Some).ok_or_else(|| TrainError::Resume {
             run: ctx.run.root.clone(),
@@ -197,7 +203,7 @@ pub fn fit(
             bar.inc(1);
         }
 
-        let metric =
+        let validation::Validation { metric, empty } =
             validation::validate(&*method, cfg.seed, ctx.val, ctx.device, precision, epoch)?;
         let elapsed = started.elapsed().as_secs_f64();
         let end = EpochEnd {
@@ -206,6 +212,7 @@ pub fn fit(
             step,
             metric_name: &metric_name,
             metric,
+            empty,
             skipped: nan.skipped,
             seed: cfg.seed,
             config_hash: cfg.hash(),
@@ -214,7 +221,7 @@ pub fn fit(
         };
         log.push(end.val_row(lr, elapsed));
         let improved = end.keep_best(&dir, method.vars(), &mut best)?;
-        let early_stop = patience_spent(patience, epoch, best.rose_epoch)
+        let early_stop = patience_spent(patience, epoch, best.patience_from(patience_from))
             && epoch + 1 >= min_epochs
             && epoch + 1 < epochs;
         if early_stop {
@@ -229,11 +236,26 @@ pub fn fit(
                 elapsed,
             ));
         }
+        // Empty predictions: said on the line (they hold patience back under `after-empty`),
+        // and an event when the stage ends on them.
+        let ends_empty = empty && (early_stop || epoch + 1 == epochs);
+        if ends_empty {
+            log.push(log_row(
+                stage,
+                epoch,
+                step,
+                "event",
+                "ends_empty",
+                1.0,
+                lr,
+                elapsed,
+            ));
+        }
         log.push_line(
             stage,
             epoch,
             format!(
-                "{} | {}{} | val {metric_name} {metric:.4}{} (best {:.4} @ epoch {}) | lr {lr:.3e} | {elapsed:.1} s{}{}",
+                "{} | {}{} | val {metric_name} {metric:.4}{} (best {:.4} @ epoch {}) | lr {lr:.3e} | {elapsed:.1} s{}{}{}",
                 line_prefix(stage, epoch, epochs),
                 method.label().map(|l| format!("{l} | ")).unwrap_or_default(),
                 sums.long(),
@@ -246,6 +268,15 @@ pub fn fit(
                         " | early stop: no better val {metric_name} for {} epochs",
                         patience.unwrap_or_default()
                     )
+                } else {
+                    String::new()
+                },
+                if ends_empty {
+                    " | every val prediction is still empty at the stage's end".to_string()
+                } else if empty && patience_from == PatienceFrom::AfterEmpty && patience.is_some() {
+                    " | every val prediction empty: patience waits".to_string()
+                } else if empty {
+                    " | every val prediction empty".to_string()
                 } else {
                     String::new()
                 },
@@ -270,12 +301,13 @@ pub fn fit(
         .ok_or_else(|| TrainError::Setup(format!("stage {stage} ran no epoch")))
 }
 
-/// True when `patience` epochs have ended since the metric last rose strictly above every
-/// earlier epoch (`validation.patience`; none: train every epoch). Ties do not reset it: a
-/// metric stuck at one value (an empty prediction's Dice) is no progress, even though the
-/// tie moves the `best` checkpoint to the later epoch as the authors' loop does.
-pub fn patience_spent(patience: Option<u32>, epoch: u32, rose_epoch: u32) -> bool {
-    patience.is_some_and(|p| epoch.saturating_sub(rose_epoch) >= p)
+/// True when `patience` epochs have ended since `from` (`validation.patience`; none: train
+/// every epoch): the epoch the metric last rose strictly above every earlier epoch, or with
+/// `patience_from = "after-empty"` the last epoch of empty predictions if later. Ties do not
+/// reset it: a metric stuck at one value is no progress, even though the tie moves the
+/// `best` checkpoint to the later epoch as the authors' loop does.
+pub fn patience_spent(patience: Option<u32>, epoch: u32, from: u32) -> bool {
+    patience.is_some_and(|p| epoch.saturating_sub(from) >= p)
 }
 
 fn progress_bar(show: bool, stage: u8, len: u64) -> ProgressBar {

@@ -15,10 +15,20 @@ use crate::precision::{autocast, Precision};
 use crate::seeding::{reseed, Stream};
 use crate::units::UnitAssembler;
 
-/// Mean validation metric of `method` over the units of `val`: the method's prediction set
-/// [B,S,H,W] for each batch, scored per unit, its [`Method::pick`] averaged over the units
-/// that have a present rater. Seeded from the run's seed, the stage and the epoch, so a
-/// resumed run validates identically.
+/// One epoch's validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validation {
+    /// The method's [`Method::pick`] averaged over the units that have a present rater.
+    pub metric: f64,
+    /// No pixel of any prediction on the split is foreground (`p > threshold`, the metrics'
+    /// rule): the model outputs the empty map, whatever its metric.
+    pub empty: bool,
+}
+
+/// Validation of `method` over the units of `val`: the method's prediction set [B,S,H,W]
+/// for each batch, scored per unit, its [`Method::pick`] averaged over the units that have
+/// a present rater. Seeded from the run's seed, the stage and the epoch, so a resumed run
+/// validates identically.
 pub fn validate(
     method: &dyn Method,
     seed: u64,
@@ -26,16 +36,20 @@ pub fn validate(
     device: Device,
     precision: Precision,
     epoch: u32,
-) -> Result<f64, TrainError> {
+) -> Result<Validation, TrainError> {
     reseed(seed, Stream::Validation, method.stage(), epoch as u64, 0);
     let opts = MetricOptions::default();
     let unit = UnitAssembler::default_unit(val.dataset().manifest());
     let mut units = UnitAssembler::new(unit, val.dataset());
     let (mut sum, mut count) = (0.0f64, 0usize);
+    let mut empty = true;
     for batch in val.epoch(0) {
         let batch = batch?;
         let (x, _) = batch.to_tensors(device);
         let probs = autocast(precision, device, || method.predict_set(&x)).to_kind(Kind::Float);
+        if empty {
+            empty = probs.gt(opts.threshold as f64).any().int64_value(&[]) == 0;
+        }
         let preds = BatchPredictions::new(&batch, &probs);
         let chw = batch.c * batch.h * batch.w;
         for b in 0..batch.b {
@@ -74,5 +88,8 @@ pub fn validate(
             }
         )));
     }
-    Ok(sum / count as f64)
+    Ok(Validation {
+        metric: sum / count as f64,
+        empty,
+    })
 }
