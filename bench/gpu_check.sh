@@ -9,6 +9,8 @@
 #   2. Four folds at once (`train --folds 0,1,2,3`) against one fold alone: one Stage-I
 #      epoch of the paper-lidc preset each, wall time -> the protocol's projection.
 #   3. The whole CLI on CUDA: synth -> ingest -> train (small, bf16) -> eval -> report.
+#   (1. also: bf16 + cuDNN autotuning, and the "fast" mode bf16 + autotuning + channels-last,
+#   against PyTorch autocast with channels_last and cudnn.benchmark, its AMP guide's advice.)
 # Prints the table the README shows. Budget: about 8 minutes on an H100 (STEPS=200).
 #
 # Build and run (from the repository root, here):
@@ -27,14 +29,23 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.i
 key() { sed -n "s/^.*\b$1=\([^ ]*\).*$/\1/p" "$2" | head -n1; }
 
 echo "== 1. paper model, Stage I, batch 12, 128x128, CUDA"
+# "fast": bf16 + channels-last + cuDNN autotuning (optim.precision/channels_last/
+# cudnn_benchmark), each lever also alone on top of bf16 so the table says which pays.
 for p in fp32 bf16; do
   "$B/step_bench" /tmp/sb --device cuda --steps "$STEPS" --warmup 10 --batch 12 \
     --threads 8 --loader-threads 8 --samples 600 --precision "$p" | tee "$OUT/ours_$p.txt"
 done
+"$B/step_bench" /tmp/sb --device cuda --steps "$STEPS" --warmup 10 --batch 12 --threads 8 \
+  --loader-threads 8 --samples 600 --precision bf16 --cudnn-benchmark | tee "$OUT/ours_bf16_bench.txt"
+"$B/step_bench" /tmp/sb --device cuda --steps "$STEPS" --warmup 10 --batch 12 --threads 8 \
+  --loader-threads 8 --samples 600 --precision bf16 --cudnn-benchmark --channels-last \
+  | tee "$OUT/ours_fast.txt"
 for ac in none bf16; do
   python3 bench/step_reference.py --device cuda --autocast "$ac" --steps "$STEPS" --warmup 10 \
     --batch 12 --threads 8 --sgemm-n 1024 | tee "$OUT/torch_$ac.txt"
 done
+python3 bench/step_reference.py --device cuda --autocast bf16 --channels-last --cudnn-benchmark \
+  --steps "$STEPS" --warmup 10 --batch 12 --threads 8 --sgemm-n 1024 | tee "$OUT/torch_fast.txt"
 
 echo "== 2. four folds at once vs one fold alone (paper-lidc, one Stage-I epoch each)"
 W=/tmp/gpufolds; rm -rf "$W"
@@ -63,19 +74,19 @@ printf '[optim]\nprecision = "bf16"\n' > "$W/bf16.toml"
 echo
 echo "== table (Stage-I step, batch 12, 128x128)"
 printf '%-28s %10s %10s %8s\n' "what" "step ms" "images/s" "wait"
-for p in fp32 bf16; do
+for p in fp32 bf16 bf16_bench fast; do
   s=$(key step_s "$OUT/ours_$p.txt")
   printf '%-28s %10.1f %10s %8s\n' "dpersona $p" "$(echo "$s*1000" | bc -l)" \
     "$(key images_per_s "$OUT/ours_$p.txt")" "$(key data_wait_share "$OUT/ours_$p.txt")"
 done
-for ac in none bf16; do
+for ac in none bf16 fast; do
   s=$(key step_s "$OUT/torch_$ac.txt")
-  printf '%-28s %10.1f %10.1f %8s\n' "pytorch autocast=$ac" "$(echo "$s*1000" | bc -l)" \
+  printf '%-28s %10.1f %10.1f %8s\n' "pytorch $ac" "$(echo "$s*1000" | bc -l)" \
     "$(echo "12/$s" | bc -l)" "-"
 done
 # The LIDC protocol: 4 folds x (100 + 100) epochs of ~1,070 steps; Stage II's step is
 # cheaper, counted here at Stage I's cost (an upper bound).
-for p in fp32 bf16; do
+for p in fp32 bf16 fast; do
   s=$(key step_s "$OUT/ours_$p.txt")
   echo "projected LIDC protocol, $p, folds one after another: $(echo "4*200*1070*$s/3600" | bc -l | cut -c1-5) h"
 done

@@ -113,11 +113,6 @@ fn main() {
 
     let vs = nn::VarStore::new(device);
     let model = DPersona::new(&vs.root(), &ModelConfig::paper(1));
-    let mut adam = Adam::new(
-        Adam::select(&vs, &[], &[DPersona::head_prefix()]),
-        AdamParams::default(),
-        1e-4,
-    );
     let opts = Stage1Options::default();
     // --precision fp32|bf16|fp16: the training loop's autocast (and fp16 loss scaler).
     let precision: Precision = match arg(&args, "--precision", "fp32".to_string()).as_str() {
@@ -127,6 +122,21 @@ fn main() {
         other => panic!("--precision must be fp32, bf16 or fp16, not {other}"),
     };
     let mut scaler = (precision == Precision::Fp16).then(LossScaler::default);
+    // --channels-last: kernels and inputs in NHWC (optim.channels_last); --cudnn-benchmark:
+    // cuDNN's algorithm search (optim.cudnn_benchmark). The training loop's two switches.
+    let channels_last = args.iter().any(|a| a == "--channels-last");
+    if channels_last {
+        train::models::memory_format::vars_to_channels_last(&vs);
+    }
+    let cudnn_benchmark = args.iter().any(|a| a == "--cudnn-benchmark");
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(cudnn_benchmark);
+    }
+    let mut adam = Adam::new(
+        Adam::select(&vs, &[], &[DPersona::head_prefix()]),
+        AdamParams::default(),
+        1e-4,
+    );
 
     let (mut wait, mut compute, mut done, mut images) = (0f64, 0f64, 0usize, 0usize);
     let (mut fwd_s, mut bwd_s, mut adam_s) = (0f64, 0f64, 0f64);
@@ -144,7 +154,10 @@ fn main() {
             if done == warmup {
                 usage_from = Some(ProcUsage::now());
             }
-            let t = b.tensors(device, device != Device::Cpu);
+            let mut t = b.tensors(device, device != Device::Cpu);
+            if channels_last {
+                t.images = train::models::memory_format::to_channels_last(&t.images);
+            }
             let rater = Tensor::full([b.b as i64], (done % RATERS) as i64, (Kind::Int64, device));
             let l = autocast(precision, device, || {
                 stage1_losses(
@@ -192,7 +205,9 @@ fn main() {
     let timed = done - warmup;
     let step_s = wall / timed as f64;
     let gflop = GFLOP_PER_STEP_B12 * batch as f64 / 12.0;
-    println!("device={device:?} precision={precision:?}");
+    println!(
+        "device={device:?} precision={precision:?} channels_last={channels_last} cudnn_benchmark={cudnn_benchmark}"
+    );
     println!("steps={timed} batch={batch} threads={threads} warmup={warmup}");
     println!("step_s={step_s:.4}");
     println!("images_per_s={:.1}", images as f64 / wall);

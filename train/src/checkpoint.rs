@@ -126,7 +126,15 @@ pub fn save(
     let stem = format!("{}-e{:04}", slot.name(), info.epoch);
     let weights = dir.join(format!("{stem}.safetensors"));
     info.weights_sha256 = write_safetensors_atomic(&weights, |tmp| {
-        vs.save(tmp).map_err(|source| CheckpointError::Torch {
+        // What `VarStore::save` writes, from contiguous tensors: safetensors holds plain
+        // row-major arrays, and channels-last kernels (`optim.channels_last`) are not that
+        // in memory (`contiguous` returns an NCHW tensor as it is, without a copy).
+        let named: Vec<(String, tch::Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.contiguous()))
+            .collect();
+        tch::Tensor::write_safetensors(&named, tmp).map_err(|source| CheckpointError::Torch {
             path: tmp.to_path_buf(),
             source,
         })

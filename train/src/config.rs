@@ -123,6 +123,18 @@ pub struct OptimConfig {
     /// made before the key existed is unchanged.
     #[serde(default, skip_serializing_if = "Schedule::is_default")]
     pub schedule: Schedule,
+    /// Convolution kernels and input batches in the channels-last (NHWC) layout that cuDNN's
+    /// tensor cores work in (see [`crate::models::memory_format`]); the same values, so a
+    /// run's numbers change only by the convolution algorithm's summation order. Off (the
+    /// default, left out of `config.toml`): NCHW, as tch and the authors.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub channels_last: bool,
+    /// On CUDA, let cuDNN time its convolution algorithms on the first batches of each shape
+    /// and keep the fastest (`torch.backends.cudnn.benchmark = True`). The algorithm chosen
+    /// can differ between runs, so bit-for-bit repeatability on a GPU is given up. No effect
+    /// on a CPU.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cudnn_benchmark: bool,
 }
 
 /// Which split chooses the best checkpoint.

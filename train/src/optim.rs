@@ -159,8 +159,15 @@ impl Adam {
         let mut named: Vec<(String, Tensor)> = Vec::with_capacity(2 * self.names.len() + 1);
         named.push(("step".into(), Tensor::from_slice(&[self.step as i64])));
         for ((name, m), v) in self.names.iter().zip(&self.m).zip(&self.v) {
-            named.push((format!("m.{name}"), m.to_device(tch::Device::Cpu)));
-            named.push((format!("v.{name}"), v.to_device(tch::Device::Cpu)));
+            // Contiguous: moments of channels-last kernels share their layout.
+            named.push((
+                format!("m.{name}"),
+                m.to_device(tch::Device::Cpu).contiguous(),
+            ));
+            named.push((
+                format!("v.{name}"),
+                v.to_device(tch::Device::Cpu).contiguous(),
+            ));
         }
         Tensor::write_safetensors(&named, path).map_err(|source| OptimError::Torch {
             path: path.to_path_buf(),

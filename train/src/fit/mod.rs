@@ -77,6 +77,13 @@ pub fn fit(
     let stage = method.stage();
     let dir = ctx.run.stage_dir(stage);
     let epochs = method.epochs();
+    if cfg.optim.channels_last {
+        // Before the optimisers exist, so their moments are made in the same layout.
+        crate::models::memory_format::vars_to_channels_last(method.vars());
+    }
+    if ctx.device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(cfg.optim.cudnn_benchmark);
+    }
     let mut opts = method.optimizers();
     let patience = cfg.validation.patience;
     let min_epochs = cfg.validation.min_epochs.unwrap_or(0);
@@ -160,7 +167,10 @@ pub fn fit(
         for (i, batch) in ctx.train.epoch(epoch as u64).enumerate() {
             let batch = batch?;
             let mut rng = reseed(cfg.seed, Stream::Train, stage, epoch as u64, i as u64);
-            let t = batch.tensors(ctx.device, true);
+            let mut t = batch.tensors(ctx.device, true);
+            if cfg.optim.channels_last {
+                t.images = crate::models::memory_format::to_channels_last(&t.images);
+            }
             let at = StepAt {
                 epoch,
                 step,

@@ -15,6 +15,7 @@ pub mod fcomb;
 pub mod gauss_encoder;
 pub mod gaussian;
 pub mod init;
+pub mod memory_format;
 pub mod proj_head;
 pub mod resnet34;
 pub mod small_unet;
