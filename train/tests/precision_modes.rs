@@ -17,13 +17,7 @@ use train::losses::stage1_losses;
 use train::methods::build_model;
 use train::precision::{autocast, LossScaler, Precision};
 use train::seeding::{reseed, Stream};
-use trainer_fixture::{options, small_config, write_dataset};
-
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_kind(Kind::Double);
-    let b = b.to_kind(Kind::Double);
-    (&a - &b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-12)
-}
+use trainer_fixture::{disc_batch, options, rel_err, small_config, write_dataset};
 
 #[test]
 fn autocast_switches_convolutions_to_bf16_and_restores_fp32() {
@@ -53,16 +47,7 @@ fn bf16_features_latents_and_stage1_losses_match_fp32() {
     let (_vs, model) = build_model(&cfg, Device::Cpu).unwrap();
     reseed(3, Stream::Train, 1, 0, 0);
     // A batch of discs: images in [0, 1], four raters' masks.
-    let x = Tensor::rand([4, 1, 64, 64], (Kind::Float, Device::Cpu));
-    let yy = Tensor::arange(64, (Kind::Float, Device::Cpu));
-    let r2 = (yy.view([64, 1]) - 30.0).square() + (yy.view([1, 64]) - 34.0).square();
-    let masks: Vec<Tensor> = [100.0, 140.0, 180.0, 220.0]
-        .iter()
-        .map(|r: &f64| r2.le(*r).to_kind(Kind::Float))
-        .collect();
-    let y = Tensor::stack(&masks, 0).unsqueeze(0).repeat([4, 1, 1, 1]);
-    let union = y.amax([1i64].as_slice(), false);
-    let inter = y.amin([1i64].as_slice(), false);
+    let (x, y, union, inter) = disc_batch(4);
     let rater = Tensor::from_slice(&[1i64, 1, 1, 1]);
     let opts = cfg.losses.stage1_options();
 

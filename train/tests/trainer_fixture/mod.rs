@@ -176,3 +176,28 @@ pub fn options(
         stop_after: None,
     }
 }
+
+/// A batch of `b` 64x64 images in [0, 1] (drawn from torch's RNG: seed it first) with four
+/// raters' nested discs (radius² 100..220 around (30, 34)): `(x, masks, union,
+/// intersection)`, the inputs of one Stage-I loss.
+pub fn disc_batch(b: i64) -> (tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor) {
+    use tch::{Device, Kind, Tensor};
+    let x = Tensor::rand([b, 1, 64, 64], (Kind::Float, Device::Cpu));
+    let yy = Tensor::arange(64, (Kind::Float, Device::Cpu));
+    let r2 = (yy.view([64, 1]) - 30.0).square() + (yy.view([1, 64]) - 34.0).square();
+    let masks: Vec<Tensor> = [100.0, 140.0, 180.0, 220.0]
+        .iter()
+        .map(|r: &f64| r2.le(*r).to_kind(Kind::Float))
+        .collect();
+    let y = Tensor::stack(&masks, 0).unsqueeze(0).repeat([b, 1, 1, 1]);
+    let union = y.amax([1i64].as_slice(), false);
+    let inter = y.amin([1i64].as_slice(), false);
+    (x, y, union, inter)
+}
+
+/// ‖a − b‖ / ‖b‖ in f64.
+pub fn rel_err(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
+    let a = a.to_kind(tch::Kind::Double);
+    let b = b.to_kind(tch::Kind::Double);
+    (&a - &b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-12)
+}
