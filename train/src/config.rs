@@ -93,6 +93,15 @@ pub struct Stage2Config {
     /// `config.toml` when off, so configurations made before the key have the same hash.
     #[serde(default, skip_serializing_if = "is_false")]
     pub mask_absent_raters: bool,
+    /// Each training image's bank drawn with the same ε at every epoch (seeded by the run
+    /// seed and the image's study, target and slice), instead of fresh draws at every step
+    /// (off: the authors'). An ablation: with fresh draws, the draw a head should pick for
+    /// an image is a different code each epoch, a moving target for heads that learn to
+    /// select; `dpersona diagnose` shows heads 2-4 attending almost uniformly. The image
+    /// is augmented each epoch, so μ and σ still move with it. Left out of `config.toml`
+    /// when off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fixed_bank: bool,
 }
 
 fn is_false(b: &bool) -> bool {

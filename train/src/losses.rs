@@ -218,6 +218,16 @@ pub fn stage1_losses(
     }
 }
 
+/// How Stage II's bank of prior draws is made at a training step.
+#[derive(Debug, Clone, Copy)]
+pub enum BankDraw<'a> {
+    /// `M` fresh draws per image from torch's generator (the authors').
+    Fresh(i64),
+    /// `μ + σ·ε` with a given ε `[B, M, D]` (`stage2.fixed_bank`: the same ε for an image
+    /// at every epoch).
+    Fixed(&'a Tensor),
+}
+
 /// The Stage-II objective (method.md §3.3): 4-channel GDL of the heads' logits
 /// `[B, R, H, W]` against y `[B, R, H, W]` (head k ↔ rater channel k). With `present`
 /// (`[B, R]` bool, `stage2.mask_absent_raters`) head k is scored only on the images whose
@@ -231,16 +241,21 @@ pub fn stage2_loss(
     model: &DPersona,
     x: &Tensor,
     y: &Tensor,
-    bank_size: i64,
+    bank: BankDraw<'_>,
     backbone_train: bool,
     heads_train: bool,
     present: Option<&Tensor>,
 ) -> Tensor {
     let (feats, bank) = tch::no_grad(|| {
-        (
-            model.features(x, backbone_train),
-            model.prior(x).sample_n(bank_size),
-        )
+        // Features first, then the prior and its draws: the order (and so the RNG stream)
+        // of every run made before `fixed_bank` existed.
+        let feats = model.features(x, backbone_train);
+        let prior = model.prior(x);
+        let bank = match bank {
+            BankDraw::Fresh(m) => prior.sample_n(m),
+            BankDraw::Fixed(eps) => prior.with_eps(eps),
+        };
+        (feats, bank)
     });
     let logits = model.personalised(&feats, &bank, heads_train);
     match present {

@@ -16,6 +16,8 @@ pub enum Stream {
     Validation = 2,
     Inference = 3,
     Init = 4,
+    /// Stage II's fixed bank (`stage2.fixed_bank`): one stream per image, not per step.
+    Bank = 5,
 }
 
 /// SplitMix64's finaliser: a bijective mix of 64 bits.
@@ -31,6 +33,23 @@ pub fn derive(seed: u64, stream: Stream, stage: u8, epoch: u64, step: u64) -> u6
     [stream as u64, stage as u64, epoch, step]
         .iter()
         .fold(mix(seed), |acc, &part| mix(acc ^ mix(part)))
+}
+
+/// A ChaCha RNG for one image, the same at every epoch and step: (seed, stream) and the
+/// image's study, target and slice (FNV-1a over the ids, folded through the mix).
+pub fn image_rng(seed: u64, stream: Stream, row: &crate::batch::RowId) -> ChaCha8Rng {
+    let fnv = |s: &str| {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let parts = [
+        stream as u64,
+        fnv(&row.study_id),
+        fnv(&row.target_id),
+        row.slice_index as u64,
+    ];
+    ChaCha8Rng::seed_from_u64(parts.iter().fold(mix(seed), |acc, &p| mix(acc ^ mix(p))))
 }
 
 /// Reseeds torch's global generator (CPU and CUDA) and returns a ChaCha RNG for the same

@@ -2,7 +2,8 @@
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use train::losses::{
-    bound_loss, generalized_dice_loss, stage1_losses, stage2_loss, ReconFrom, Stage1Options,
+    bound_loss, generalized_dice_loss, stage1_losses, stage2_loss, BankDraw, ReconFrom,
+    Stage1Options,
 };
 use train::models::{DPersona, Gaussian, ModelConfig};
 
@@ -211,7 +212,7 @@ fn stage2_gradients_reach_heads_not_prior_or_backbone() {
     tch::manual_seed(12);
     let (vs, m) = small_model();
     let (x, y, _, _) = toy_batch();
-    let loss = stage2_loss(&m, &x, &y, 16, true, true, None);
+    let loss = stage2_loss(&m, &x, &y, BankDraw::Fresh(16), true, true, None);
     assert!(loss.double_value(&[]).is_finite());
     loss.backward();
     let v = vs.variables();
@@ -244,12 +245,12 @@ fn stage2_train_mode_updates_bn_running_stats() {
     let (vs, m) = small_model();
     let (x, y, _, _) = toy_batch();
     let rm = vs.variables()["backbone.down.0.bn1.running_mean"].copy();
-    let _ = stage2_loss(&m, &x, &y, 8, false, false, None);
+    let _ = stage2_loss(&m, &x, &y, BankDraw::Fresh(8), false, false, None);
     assert!(
         rm.equal(&vs.variables()["backbone.down.0.bn1.running_mean"]),
         "eval mode keeps BN stats"
     );
-    let _ = stage2_loss(&m, &x, &y, 8, true, false, None);
+    let _ = stage2_loss(&m, &x, &y, BankDraw::Fresh(8), true, false, None);
     assert!(
         !rm.equal(&vs.variables()["backbone.down.0.bn1.running_mean"]),
         "train mode updates BN stats"

@@ -15,7 +15,7 @@ use crate::checkpoint::{self, Slot};
 use crate::config::{BnMode, RaterDraw, Stage2Selection, TrainConfig};
 use crate::error::TrainError;
 use crate::infer::{predict, Outputs};
-use crate::losses::{stage1_losses, stage2_loss};
+use crate::losses::{stage1_losses, stage2_loss, BankDraw};
 use crate::models::DPersona;
 use crate::optim::{Adam, AdamParams};
 use crate::run_dir::RunDir;
@@ -169,11 +169,23 @@ impl Method for DPersonaStage {
             })
         } else {
             let s2 = &self.cfg.stage2;
+            let eps = s2.fixed_bank.then(|| {
+                fixed_bank_eps(
+                    &batch.rows,
+                    self.cfg.seed,
+                    s2.bank,
+                    self.cfg.model.latent_dim,
+                    t.images.device(),
+                )
+            });
             let total = stage2_loss(
                 &self.model,
                 &t.images,
                 &t.masks,
-                s2.bank,
+                match &eps {
+                    Some(eps) => BankDraw::Fixed(eps),
+                    None => BankDraw::Fresh(s2.bank),
+                },
                 s2.backbone_bn == BnMode::Train,
                 s2.heads_dropout,
                 s2.mask_absent_raters.then_some(&t.present),
@@ -211,5 +223,75 @@ pub fn metric_name(stage: u8, sel: Stage2Selection) -> String {
         (1, _) => names::DICE_MATCH.to_string(),
         (_, Stage2Selection::Matched) => names::DICE_MEAN_MATCHED.to_string(),
         (_, Stage2Selection::Identity) => names::DICE_MEAN_IDENTITY.to_string(),
+    }
+}
+
+/// ε `[B, M, D]` of `stage2.fixed_bank`: standard normal draws from each row's own stream
+/// ([`crate::seeding::image_rng`]), so an image's bank is μ + σ·ε with the same ε at every
+/// epoch, whatever batch it lands in.
+pub fn fixed_bank_eps(
+    rows: &[crate::batch::RowId],
+    seed: u64,
+    bank: i64,
+    latent_dim: i64,
+    device: Device,
+) -> Tensor {
+    use rand_distr::{Distribution, StandardNormal};
+    let per_row = (bank * latent_dim) as usize;
+    let mut eps = Vec::with_capacity(rows.len() * per_row);
+    for row in rows {
+        let mut rng = crate::seeding::image_rng(seed, crate::seeding::Stream::Bank, row);
+        eps.extend((0..per_row).map(|_| -> f32 { StandardNormal.sample(&mut rng) }));
+    }
+    Tensor::from_slice(&eps)
+        .view([rows.len() as i64, bank, latent_dim])
+        .to_device(device)
+}
+
+#[cfg(test)]
+mod fixed_bank_tests {
+    use super::*;
+    use crate::batch::RowId;
+
+    fn row(study: &str, slice: i32) -> RowId {
+        RowId {
+            study_id: study.into(),
+            target_id: "t0".into(),
+            slice_index: slice,
+        }
+    }
+
+    #[test]
+    fn each_image_keeps_its_epsilon_in_any_batch_and_images_differ() {
+        let (a, b, c) = (row("s1", 3), row("s1", 4), row("s2", 3));
+        let one = fixed_bank_eps(&[a.clone(), b.clone()], 7, 50, 6, Device::Cpu);
+        let other = fixed_bank_eps(&[c.clone(), b.clone(), a.clone()], 7, 50, 6, Device::Cpu);
+        assert_eq!(one.size(), vec![2, 50, 6]);
+        assert!(
+            one.get(0).equal(&other.get(2)),
+            "image a: same eps in another batch"
+        );
+        assert!(one.get(1).equal(&other.get(1)), "image b too");
+        assert!(!one.get(0).equal(&one.get(1)), "neighbouring slices differ");
+        assert!(!one.get(0).equal(&other.get(0)), "another study differs");
+        let reseeded = fixed_bank_eps(&[a], 8, 50, 6, Device::Cpu);
+        assert!(
+            !reseeded.get(0).equal(&one.get(0)),
+            "the run seed changes it"
+        );
+        // Standard normal: 200 images x 300 values, mean 0 within 4 standard errors and
+        // variance 1 within 4 of its standard errors (sqrt(2/n)).
+        let rows: Vec<RowId> = (0..200)
+            .map(|i| row(&format!("s{}", i / 20), i % 20))
+            .collect();
+        let all = fixed_bank_eps(&rows, 7, 50, 6, Device::Cpu);
+        let n = 200.0 * 300.0;
+        let (m, v) = (
+            all.mean(Kind::Double).double_value(&[]),
+            all.to_kind(Kind::Double).var(true).double_value(&[]),
+        );
+        println!("mean {m}, variance {v}");
+        assert!(m.abs() < 4.0 / f64::sqrt(n), "mean {m}");
+        assert!((v - 1.0).abs() < 4.0 * f64::sqrt(2.0 / n), "variance {v}");
     }
 }

@@ -33,6 +33,11 @@ impl Gaussian {
         tch::no_grad(|| self.rsample_n(n))
     }
 
+    /// The draws μ + σ·ε for a given ε `[B, n, D]`, without gradient (`stage2.fixed_bank`).
+    pub fn with_eps(&self, eps: &Tensor) -> Tensor {
+        tch::no_grad(|| self.mu.unsqueeze(1) + self.sigma().unsqueeze(1) * eps)
+    }
+
     /// Closed-form KL(self ‖ prior) summed over D → `[B]`:
     /// Σ_d log σ_p − log σ_q + (σ_q² + (μ_q − μ_p)²) / (2σ_p²) − ½.
     pub fn kl(&self, prior: &Gaussian) -> Tensor {
