@@ -7,16 +7,18 @@ use crate::claims::{check_claims, render_claims};
 use crate::curves::training_curves;
 use crate::figures::{one_prediction_per_rater, personalised_figure, samples_figure};
 use crate::report_table::{build_table_grouped, render_markdown, render_text, Grouping};
-use crate::results_frame::read_results;
+use crate::results_frame::read_results_many;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// Metric frame written by `dpersona eval` (results.parquet). Rows: one per evaluation
     /// (run, method, stage, #N samples or bank M); cells: `mean [lo, hi]`, the mean over
     /// fold means (or over units with one fold) and its 95% bootstrap interval over units.
+    /// Several frames are read as one (seeds evaluated into different folders or on other
+    /// machines): their conventions must agree and no evaluation may be in two of them.
     /// Optional with --predict-case.
-    #[arg(required_unless_present = "predict_cases")]
-    pub results: Option<PathBuf>,
+    #[arg(required_unless_present = "predict_cases", value_name = "RESULTS")]
+    pub results: Vec<PathBuf>,
     /// One row per (method, stage, #N, M) over all runs: each run (and each seed within a
     /// run) is one seed of the row, whose cell shows the seed-to-seed std as `±s`. For one
     /// run folder per seed.
@@ -57,8 +59,8 @@ pub struct ReportArgs {
 }
 
 pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
-    if let Some(results) = &args.results {
-        print_tables(results, &args)?;
+    if !args.results.is_empty() {
+        print_tables(&args.results, &args)?;
     }
     let drawn =
         !(args.runs.is_empty() && args.predictions.is_empty() && args.predict_cases.is_empty());
@@ -85,11 +87,18 @@ pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 /// The paper-style table of a metric frame, printed.
-fn print_tables(results: &std::path::Path, args: &ReportArgs) -> anyhow::Result<()> {
+fn print_tables(results: &[PathBuf], args: &ReportArgs) -> anyhow::Result<()> {
+    let names = || {
+        results
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let (rows, conv) =
-        read_results(results).with_context(|| format!("reading {}", results.display()))?;
+        read_results_many(results).with_context(|| format!("reading {}", names()))?;
     if rows.is_empty() {
-        anyhow::bail!("{}: holds no metric rows", results.display());
+        anyhow::bail!("{}: holds no metric rows", names());
     }
     let grouping = if args.by_method {
         Grouping::ByMethod

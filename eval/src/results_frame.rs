@@ -68,6 +68,31 @@ pub enum FrameError {
         existing: String,
         new: String,
     },
+    #[error(
+        "{other}: was written with conventions {theirs}, {first} with {ours}; frames are \
+         read together only when their metrics were computed the same way"
+    )]
+    ConventionsDiffer {
+        first: PathBuf,
+        other: PathBuf,
+        ours: String,
+        theirs: String,
+    },
+    #[error(
+        "{other}: holds the evaluation run `{run}`, method `{method}`, stage {stage}, N {n}, \
+         M {m}, fold {fold} that {first} holds too; read together, its units would count twice \
+         (evaluate each run into one frame, or give the runs different names)"
+    )]
+    DuplicateEvaluation {
+        first: PathBuf,
+        other: PathBuf,
+        run: String,
+        method: String,
+        stage: u8,
+        n: u32,
+        m: u32,
+        fold: u32,
+    },
 }
 
 /// The summary file beside a results file: `X.parquet` -> `X.summary.parquet`.
@@ -92,6 +117,51 @@ pub fn read_results(path: &Path) -> Result<(Vec<MetricRecord>, Conventions), Fra
         reason: e.to_string(),
     })?;
     Ok((rows, conv))
+}
+
+/// Reads several results files as one frame (the seeds of a comparison evaluated on
+/// different machines or into different folders): their conventions must agree, and no
+/// evaluation (run, method, stage, N, M, fold) may sit in two of them.
+pub fn read_results_many(
+    paths: &[PathBuf],
+) -> Result<(Vec<MetricRecord>, Conventions), FrameError> {
+    let mut all: Vec<MetricRecord> = Vec::new();
+    let mut first: Option<Conventions> = None;
+    let mut seen: BTreeMap<EvalKey, usize> = BTreeMap::new();
+    for (i, path) in paths.iter().enumerate() {
+        let (rows, conv) = read_results(path)?;
+        match &first {
+            None => first = Some(conv),
+            Some(c) if *c != conv => {
+                return Err(FrameError::ConventionsDiffer {
+                    first: paths[0].clone(),
+                    other: path.clone(),
+                    ours: c.to_json(),
+                    theirs: conv.to_json(),
+                })
+            }
+            Some(_) => {}
+        }
+        for key in rows.iter().map(eval_key).collect::<BTreeSet<_>>() {
+            if let Some(&j) = seen.get(&key) {
+                let (run, method, stage, n, m, fold) = key;
+                return Err(FrameError::DuplicateEvaluation {
+                    first: paths[j].clone(),
+                    other: path.clone(),
+                    run,
+                    method,
+                    stage,
+                    n,
+                    m,
+                    fold,
+                });
+            }
+            seen.insert(key, i);
+        }
+        all.extend(rows);
+    }
+    let conv = first.expect("read_results_many needs at least one path");
+    Ok((all, conv))
 }
 
 /// Reads a summary file.

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use eval::metric_rows::{EvalContext, UnitId, UnitKind};
 use eval::report_table::{build_table, format_cell, render_markdown, render_text};
-use eval::results_frame::{read_results, summary_path, write_results, Conventions, FrameError};
+use eval::results_frame::{
+    read_results, read_results_many, summary_path, write_results, Conventions, FrameError,
+};
 use eval::unit_metrics::{score_unit, MetricOptions};
 use schemas::metrics::MetricRecord;
 
@@ -350,4 +352,51 @@ fn version_1_summary_reads_with_null_intervals() {
             (None, None, None, None, None)
         );
     }
+}
+
+#[test]
+fn several_frames_read_as_one_and_refuse_double_counts_and_other_conventions() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = Conventions::new(&MetricOptions::default(), UnitKind::Slice, 1337);
+    let (a, b, merged) = (
+        dir.path().join("a.parquet"),
+        dir.path().join("b.parquet"),
+        dir.path().join("merged.parquet"),
+    );
+    // Two evaluations in two frames (as seeds run in two folders), and both in one frame.
+    let stage1 = evaluation("dpersona", 1, 10, 0, 5, 0);
+    let stage2 = evaluation("dpersona", 2, 4, 0, 5, 1);
+    write_results(&a, &stage1, &conv).unwrap();
+    write_results(&b, &stage2, &conv).unwrap();
+    write_results(&merged, &stage1, &conv).unwrap();
+    write_results(&merged, &stage2, &conv).unwrap();
+    let (together, c) = read_results_many(&[a.clone(), b.clone()]).unwrap();
+    let (one, c1) = read_results(&merged).unwrap();
+    assert_eq!(c, c1);
+    assert_eq!(
+        together, one,
+        "the rows of the merged frame, in the same order"
+    );
+    let render = |rows: &[MetricRecord]| render_text(&build_table(rows));
+    assert_eq!(render(&together), render(&one));
+
+    // The same evaluation in two frames would count its units twice.
+    let err = read_results_many(&[a.clone(), merged.clone()]).unwrap_err();
+    assert!(
+        matches!(err, FrameError::DuplicateEvaluation { .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("merged.parquet") && msg.contains("a.parquet") && msg.contains("stage 1"),
+        "{msg}"
+    );
+
+    // Frames scored with other conventions are not read together.
+    let other = dir.path().join("other.parquet");
+    let conv2 = Conventions::new(&MetricOptions::default(), UnitKind::Volume, 1337);
+    write_results(&other, &evaluation("prob-unet", 1, 10, 0, 5, 2), &conv2).unwrap();
+    let err = read_results_many(&[a, other]).unwrap_err();
+    assert!(matches!(err, FrameError::ConventionsDiffer { .. }), "{err}");
+    assert!(err.to_string().contains("other.parquet"), "{err}");
 }

@@ -283,7 +283,7 @@ fn nifti_volume_folder_figures_show_the_raters_plane_unrotated() {
     .unwrap();
     let figs = dir.path().join("figs");
     eval::cli::run_report(eval::cli::ReportArgs {
-        results: Some(results),
+        results: vec![results],
         markdown: false,
         by_method: false,
         claims: false,

@@ -349,7 +349,7 @@ fn predictions_round_trip_score_and_draw() {
     schemas::write_table(&run_dir.join("train_log.parquet"), &log, &[]).unwrap();
     let figs = dir.path().join("figs");
     eval::cli::run_report(eval::cli::ReportArgs {
-        results: Some(results.clone()),
+        results: vec![results.clone()],
         markdown: true,
         by_method: false,
         claims: true,
