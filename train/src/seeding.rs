@@ -28,11 +28,16 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A 64-bit seed for (seed, stream, stage, epoch, step).
-pub fn derive(seed: u64, stream: Stream, stage: u8, epoch: u64, step: u64) -> u64 {
-    [stream as u64, stage as u64, epoch, step]
+/// `seed` and `parts` mixed into one 64-bit seed, part by part.
+fn fold_parts(seed: u64, parts: &[u64]) -> u64 {
+    parts
         .iter()
         .fold(mix(seed), |acc, &part| mix(acc ^ mix(part)))
+}
+
+/// A 64-bit seed for (seed, stream, stage, epoch, step).
+pub fn derive(seed: u64, stream: Stream, stage: u8, epoch: u64, step: u64) -> u64 {
+    fold_parts(seed, &[stream as u64, stage as u64, epoch, step])
 }
 
 /// A ChaCha RNG for one image, the same at every epoch and step: (seed, stream) and the
@@ -49,7 +54,7 @@ pub fn image_rng(seed: u64, stream: Stream, row: &crate::batch::RowId) -> ChaCha
         fnv(&row.target_id),
         row.slice_index as u64,
     ];
-    ChaCha8Rng::seed_from_u64(parts.iter().fold(mix(seed), |acc, &p| mix(acc ^ mix(p))))
+    ChaCha8Rng::seed_from_u64(fold_parts(seed, &parts))
 }
 
 /// Reseeds torch's global generator (CPU and CUDA) and returns a ChaCha RNG for the same
